@@ -1,0 +1,3 @@
+from kubectl_wand.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""What every backend provides, and the one way backends run external commands."""
+
+import subprocess
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from kubectl_wand.errors import WandError
+from kubectl_wand.log import trace
+
+
+@dataclass
+class Box:
+    """A place holding processes: a container, a pod's container, or this host."""
+
+    id: str
+    display: str
+    image: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+class Backend:
+    name = "?"
+
+    def resolve(self, target) -> List[Box]:
+        raise NotImplementedError
+
+    def injector_argv(self, box: Box) -> List[str]:
+        """A command whose stdin/stdout speak the injector protocol beside ``box``."""
+        raise NotImplementedError
+
+    def recover(self, box: Box, stderr: str) -> bool:
+        """Repair what made the injector fail to start (e.g. an expired helper); True = retry."""
+        return False
+
+    def explain_failure(self, box: Box, stderr: str) -> WandError:
+        return WandError(f"could not start the injector for {box.display}"
+                         + (f": {stderr}" if stderr else ""), "retry with -v to see each call",
+                         code="injector-failed")
+
+    def forward(self, box: Box, remote_port: int, local_port: int):
+        raise NotImplementedError
+
+
+def run(argv: List[str], timeout: float = 30.0, input: Optional[bytes] = None,
+        check: bool = False) -> subprocess.CompletedProcess:
+    """Run a command with a timeout; a missing binary or a hang becomes a WandError."""
+    trace(argv)
+    try:
+        cp = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise WandError(f"{argv[0]} not found on PATH", f"install {argv[0]} or add it to PATH",
+                        code="no-tool")
+    except subprocess.TimeoutExpired:
+        raise WandError(f"`{' '.join(argv[:3])} …` did not finish within {timeout:.0f}s",
+                        "check the connection to the cluster or engine; -v shows each call",
+                        code="timeout")
+    if check and cp.returncode != 0:
+        raise WandError(cp.stderr.decode("utf-8", "replace").strip() or
+                        f"{argv[0]} exited with status {cp.returncode}", code="tool-failed")
+    return cp

@@ -1,0 +1,54 @@
+"""This host's processes: the same injector, run by the CLI's own Python.
+
+Stage 2 still switches to the target's own interpreter (chrooted into its root when it lives
+in another mount namespace), so the CLI itself never needs Python 3.14.
+"""
+
+import os
+import shutil
+import sys
+from typing import List
+
+from kubectl_wand import payload
+from kubectl_wand.backends.base import Backend, Box
+from kubectl_wand.engine.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.errors import WandError
+
+
+def _ns(pid, kind):
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except OSError:
+        return None
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def resolve(self, target) -> List[Box]:
+        if target.pid is not None:
+            if not os.path.exists(f"/proc/{target.pid}"):
+                raise WandError(f"no process with PID {target.pid} on this host",
+                                "`kubectl wand ps local` lists the Python processes",
+                                code="no-such-process")
+            return [Box(id=str(target.pid), display=f"pid/{target.pid}",
+                        extra={"pid": target.pid})]
+        return [Box(id="local", display="local")]
+
+    def injector_argv(self, box: Box) -> List[str]:
+        return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
+
+    def forward(self, box: Box, remote_port: int, local_port: int):
+        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+        if _ns(pid, "net") == _ns("self", "net"):
+            if local_port in (0, remote_port):
+                return Direct(remote_port)
+            return TcpForwarder(remote_port, local_port)
+        nsenter = shutil.which("nsenter")
+        if not nsenter or os.geteuid() != 0:
+            raise WandError(f"process {pid} is in another network namespace",
+                            "run as root with nsenter installed, or use the docker/ or "
+                            "Kubernetes target form for containers", code="netns")
+        relay = [nsenter, "-t", str(pid), "-n", sys.executable, "-I", "-S", "-c",
+                 payload.source("forward"), "kubectl-wand-forward", str(remote_port)]
+        return StdioForwarder(lambda: relay, local_port)

@@ -1,0 +1,90 @@
+"""Options and helpers shared by the subcommands (rendering lives here, logic in engine)."""
+
+import functools
+import os
+import sys
+
+import click
+
+from kubectl_wand import log
+from kubectl_wand.backends import backend_for
+from kubectl_wand.engine.procs import Proc
+from kubectl_wand.targets import parse_target
+
+
+def kube_options(f):
+    """kubectl's own flags, accepted after `wand` (kubectl refuses them before it)."""
+    @click.option("-n", "--namespace", help="Kubernetes namespace (default: the context's).")
+    @click.option("--context", help="kubeconfig context to use.")
+    @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig.")
+    @click.option("-v", "--verbose", is_flag=True, help="Print every kubectl/docker call.")
+    @functools.wraps(f)
+    def wrapper(*args, verbose=False, **kw):
+        log.VERBOSE = log.VERBOSE or verbose
+        return f(*args, **kw)
+
+    return wrapper
+
+
+def target_options(f=None, *, short_container=True):
+    """Target-selection flags; `exec` keeps -c for code (as python -c), so --container only."""
+    if f is None:
+        return lambda g: target_options(g, short_container=short_container)
+    names = ("-c", "--container") if short_container else ("--container",)
+
+    @click.option(*names, "container", help="Container in the pod (default: the pod's default).")
+    @click.option("-l", "--selector", help="Label selector for pods (kubectl -l syntax).")
+    @click.option("--pod", help="Use this pod of the workload.")
+    @click.option("--pid", type=int, help="PID of the process inside the target.")
+    @click.option("--image", help="Helper image (default: the target container's own image).")
+    @functools.wraps(f)
+    def wrapper(*args, **kw):
+        return f(*args, **kw)
+
+    return wrapper
+
+
+def resolve(target_text, opts):
+    """(backend, boxes) for what the user typed."""
+    target = parse_target(target_text)
+    backend = backend_for(target, opts)
+    return target, backend, backend.resolve(target)
+
+
+def is_tty():
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def color_ok(stream=None):
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def ask_process(candidates):
+    """Interactive choice among ambiguous processes (only ever called on a TTY)."""
+    click.echo("Several Python processes could be meant:", err=True)
+    for i, p in enumerate(candidates, 1):
+        click.echo(f"  [{i}] PID {p.pid:<7} {p.command[:100]}", err=True)
+    n = click.prompt("Which one", type=click.IntRange(1, len(candidates)), err=True)
+    return candidates[n - 1]
+
+
+def status(msg):
+    """Progress for humans, on stderr, so stdout stays clean for results."""
+    click.echo(msg, err=True)
+
+
+def fmt_rss(kb):
+    return f"{kb / 1024:.0f}Mi" if kb >= 1024 else f"{kb}Ki"
+
+
+def proc_row(p: Proc, wide=False):
+    row = [p.pid, p.ppid, p.user or p.uid, (p.python or "-") + ("t" if p.free_threaded else ""),
+           p.role, f"{p.cpu_percent:.1f}", fmt_rss(p.rss_kb),
+           "yes" if p.blocker is None else f"no: {p.blocker}"]
+    cmd = p.command
+    row.append(cmd if wide else (cmd[:60] + "…" if len(cmd) > 61 else cmd))
+    return row
+
+
+PROC_HEADERS = ["PID", "PPID", "USER", "PYTHON", "ROLE", "CPU%", "RSS", "ATTACH", "COMMAND"]

@@ -1,0 +1,80 @@
+"""`kubectl wand exec TARGET -f FILE | -c CODE`: run code inside the live process."""
+
+import json
+import sys
+
+import click
+
+from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
+                                     target_options)
+from kubectl_wand.engine import ops
+from kubectl_wand.errors import UsageError, WandError
+
+
+@click.command("exec")
+@click.argument("target")
+@click.option("-f", "--file", "path", help="Python file to run in the target ('-' = stdin).")
+@click.option("-c", "--code", help="Python code to run in the target.")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the code to finish (it keeps running after).")
+@click.option("--ack-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds for the target's main thread to pick up the injection.")
+@click.option("--max-output", type=int, default=8 << 20, show_default=True,
+              help="Characters of output brought back; more is cut with a note.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@target_options(short_container=False)
+@kube_options
+def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, pid, **opts):
+    """Run Python code inside a live process and bring back its output and exit status.
+
+    The code runs in a thread of the target (its main thread only starts it), with globals
+    of its own; `import app` or `sys.modules` reach the application. Exit status: the
+    code's (0, 1 if it raised, N for sys.exit(N)); 124 if --timeout expired.
+    """
+    if bool(path) == bool(code):
+        raise UsageError("give exactly one of -f FILE or -c CODE",
+                         "e.g. kubectl wand exec deploy/app -c 'print(1)'")
+    source = ops.read_script(path) if path else code.encode()
+    filename = path if path and path != "-" else "<kubectl-wand -c>"
+    _, backend, boxes = resolve(target, opts)
+    box = boxes[0]
+    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None)
+    if not quiet and output == "text":
+        status(f"Running in {box.display}, {session.choice.reason}")
+    collected = {"stdout": [], "stderr": []}
+
+    def on_output(stream, data):
+        if output == "json":
+            collected[stream].append(data)
+        else:
+            (sys.stdout if stream == "stdout" else sys.stderr).write(data)
+            (sys.stdout if stream == "stdout" else sys.stderr).flush()
+
+    try:
+        res = ops.run_code(session, source, filename, timeout, on_output, max_output,
+                           ack_timeout)
+    finally:
+        session.close()
+    if output == "json":
+        click.echo(json.dumps({
+            "target": box.display, "pid": session.pid, "status": res.status,
+            "stdout": "".join(collected["stdout"]), "stderr": "".join(collected["stderr"]),
+            "traceback": res.traceback, "truncated": res.truncated, "timed_out": res.timed_out,
+            "seconds": res.seconds}, indent=2))
+    else:
+        if res.traceback:
+            sys.stderr.write(res.traceback)
+        if res.truncated:
+            status(f"[kubectl-wand] output truncated at {max_output} characters (--max-output)")
+        if res.timed_out:
+            raise WandError(f"the code did not finish within {timeout:g}s; it is still running "
+                            f"in thread 'kubectl-wand-exec' of PID {session.pid}",
+                            "raise --timeout, or make the code return sooner",
+                            code="timeout", exit_code=124)
+    if res.timed_out:
+        raise SystemExit(124)
+    if res.status is None:
+        raise WandError("the injected code reported no result", "see the target's stderr",
+                        code="no-result")
+    raise SystemExit(res.status or 0)

@@ -1,0 +1,72 @@
+"""debugpy, shipped to targets that lack it: its pure-Python tree as a deterministic .tgz."""
+
+import gzip
+import importlib.util
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from kubectl_wand.errors import WandError
+
+# Compiled parts and the ptrace-based attach helper: the target neither needs nor should get them.
+SKIP_DIRS = {"__pycache__", "pydevd_attach_to_process", "_pydevd_frame_eval_ext"}
+SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyx", ".pxd", ".c", ".cpp", ".h", ".exe",
+                 ".pdb", ".pyc")
+
+
+def debugpy_dir() -> Path:
+    spec = importlib.util.find_spec("debugpy")
+    if spec is None or not spec.submodule_search_locations:
+        raise WandError("debugpy is not installed beside kubectl-wand",
+                        "pip install debugpy (it is a dependency of kubectl-wand)",
+                        code="no-debugpy")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kubectl-wand"
+
+
+def build(src: Path) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for root, dirs, files in os.walk(src):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            for name in sorted(files):
+                if name.endswith(SKIP_SUFFIXES):
+                    continue
+                path = Path(root) / name
+                arc = "debugpy/" + str(path.relative_to(src))
+                info = tarfile.TarInfo(arc)
+                data = path.read_bytes()
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                tf.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
+
+
+def debugpy_tgz() -> bytes:
+    """The archive, built once per debugpy version and cached."""
+    src = debugpy_dir()
+    version = "unknown"
+    try:
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("debugpy")
+    except Exception:
+        pass
+    cache = _cache_dir() / f"debugpy-{version}.tgz"
+    try:
+        return cache.read_bytes()
+    except OSError:
+        pass
+    data = build(src)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp%d" % os.getpid())
+        tmp.write_bytes(data)
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only home still works, just slower
+    return data

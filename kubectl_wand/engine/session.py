@@ -1,0 +1,178 @@
+"""Talk to the injector running beside the target: frames out, JSON events back."""
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from typing import Callable, List, Optional
+
+from kubectl_wand import payload
+from kubectl_wand.engine.procs import Proc, assign_roles
+from kubectl_wand.errors import WandError
+from kubectl_wand.log import trace
+
+CLOSED = {"event": "closed"}
+
+
+class Channel:
+    """A running injector process. Reads happen on threads so every wait has a timeout."""
+
+    def __init__(self, argv: List[str]):
+        trace(argv)
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True)  # Ctrl-C is ours to handle: detach first, then stop
+        except FileNotFoundError:
+            raise WandError(f"{argv[0]} not found on PATH",
+                            f"install {argv[0]} or put it on PATH", code="no-tool")
+        self.events: "queue.Queue[dict]" = queue.Queue()
+        self.stderr: List[str] = []
+        threading.Thread(target=self._read_out, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+        self._wlock = threading.Lock()
+
+    def _read_out(self):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                self.stderr.append(line.decode("utf-8", "replace"))
+        self.events.put(CLOSED)
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def send_bytes(self, data: bytes):
+        with self._wlock:
+            try:
+                self.proc.stdin.write(b"%d\n" % len(data) + data)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass  # the injector exited; its last events say why
+
+    def send(self, obj):
+        self.send_bytes(json.dumps(obj).encode())
+
+    def next(self, timeout: float) -> dict:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise WandError(f"no answer from the injector within {timeout:.0f}s",
+                            "retry with -v to see each call", code="timeout")
+
+    def stderr_text(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        return "\n".join(s for s in self.stderr if s).strip()
+
+    def close(self, timeout=5.0):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def raise_for(event: dict):
+    if event.get("event") == "error":
+        raise WandError(event.get("message", "injection failed"), event.get("hint"),
+                        code=event.get("code"), detail=event)
+
+
+class Session:
+    """One injector run against one target: list processes, pick one, then inject requests."""
+
+    def __init__(self, backend, box, timeout: float = 60.0):
+        self.backend, self.box, self.timeout = backend, box, timeout
+        self.chan: Optional[Channel] = None
+        self.procs: List[Proc] = []
+        self.meta: dict = {}
+        self.pid: Optional[int] = None
+
+    def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
+        for attempt in (1, 2):
+            self.chan = Channel(self.backend.injector_argv(self.box))
+            self.chan.send_bytes(payload.source("injector").encode())
+            self.chan.send({"op": op, "probe": probe})
+            ev = self.chan.next(self.timeout)
+            if ev.get("event") == "procs":
+                break
+            raise_for(ev)
+            err = self.chan.stderr_text()
+            if attempt == 1 and self.backend.recover(self.box, err):
+                continue
+            raise self.backend.explain_failure(self.box, err)
+        self.meta = ev
+        self.procs = assign_roles([Proc.from_json(p) for p in ev["procs"]])
+        if op == "ps":
+            self.chan.close()
+        return self.procs
+
+    def select(self, pid: int):
+        self.pid = pid
+        self.chan.send({"pid": pid})
+        self._until("ready", self.timeout)
+
+    def _until(self, name, timeout, on_event: Optional[Callable[[dict], None]] = None):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            ev = self.chan.next(max(0.1, deadline - time.monotonic()))
+            if ev is CLOSED:
+                err = self.chan.stderr_text()
+                if seen and seen[-1].get("event") == "error":
+                    raise_for(seen[-1])
+                raise WandError("the injector stopped unexpectedly" + (f": {err}" if err else ""),
+                                "the target or its container may have stopped; check it and "
+                                "retry with -v", code="injector-exited")
+            seen.append(ev)
+            if on_event:
+                on_event(ev)
+            if ev.get("event") == "error" and ev.get("code") not in ("port-busy", "listen-failed",
+                                                                     "bad-op"):
+                raise_for(ev)
+            if ev.get("event") in (name, "done"):
+                return seen
+
+    def request(self, op: str, params: dict, blobs=(), timeout: Optional[float] = None,
+                on_event=None, **extra) -> List[dict]:
+        """Inject one operation; returns its events (up to the injector's next 'ready')."""
+        blobs = list(blobs)
+        msg = {"op": op, "params": params, "agent_source": payload.source("agent"),
+               "blobs": [[name, len(data)] for name, data in blobs], **extra}
+        if timeout is not None:
+            msg["timeout"] = timeout
+        self.chan.send(msg)
+        for _, data in blobs:
+            self.chan.send_bytes(data)
+        wait = self.timeout + (timeout or 0) + extra.get("ack_timeout", 5.0)
+        events = self._until("ready", wait, on_event)
+        for ev in events:
+            if ev.get("event") == "error":
+                raise_for(ev)
+        return events
+
+    def wait_idle(self, poll: float = 0.5):
+        """Block while the injector idles; returns its next unsolicited event (or CLOSED)."""
+        while True:
+            try:
+                return self.chan.events.get(timeout=poll)
+            except queue.Empty:
+                continue
+
+    def close(self):
+        if self.chan:
+            self.chan.send({"op": "close"})
+            self.chan.close()

@@ -1,0 +1,12 @@
+"""-v: every external command is echoed to stderr as a shell line, before it runs."""
+
+import shlex
+import sys
+
+VERBOSE = False
+
+
+def trace(argv):
+    if VERBOSE:
+        shown = [a if len(a) < 200 else a[:60] + "…" for a in argv]
+        print("+ " + shlex.join(shown), file=sys.stderr, flush=True)

@@ -1,0 +1,328 @@
+"""kubectl-wand agent: runs inside the target, in its main thread, via sys.remote_exec.
+
+``run(params)`` must return fast (it holds the main thread): it connects back to the injector,
+writes one audit line to stderr and hands the real work to a daemon thread. Everything it is
+told arrives as JSON data; nothing here is generated from user input.
+"""
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+
+STATE_MODULE = "_kubectl_wand_state"
+MAX_OUTPUT_DEFAULT = 8 * 1024 * 1024
+PYDEVD_MODULES = ("debugpy", "pydevd", "_pydevd", "_pydev", "pydev_", "_pydev_")
+
+
+class Channel:
+    """JSON lines to the injector over the unix socket it listens on."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.lock = threading.Lock()
+
+    def send(self, event, **fields):
+        fields["event"] = event
+        data = (json.dumps(fields) + "\n").encode()
+        with self.lock:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                pass  # the CLI went away; the work itself must not fail for that
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def state():
+    """Module-level state that survives between injections (the debug server, timers)."""
+    mod = sys.modules.get(STATE_MODULE)
+    if mod is None:
+        mod = types.ModuleType(STATE_MODULE)
+        mod.debug = None
+        mod.routers = {}
+        mod.lock = threading.Lock()  # the debug server
+        mod.io_lock = threading.Lock()  # stdout/stderr routing
+        sys.modules[STATE_MODULE] = mod
+    return mod
+
+
+def audit(params):
+    line = "[kubectl-wand] %s pid=%d injected op=%s id=%s%s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), params["op"],
+        params["id"], (" " + params["audit"]) if params.get("audit") else "")
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except Exception:
+        try:
+            os.write(2, line.encode())
+        except OSError:
+            pass
+
+
+def run(params):
+    chan = Channel(params["sock"])
+    chan.send("hello", pid=os.getpid(), thread=threading.current_thread().name,
+              python=sys.version.split()[0])
+    audit(params)
+    op = params["op"]
+    work = {"exec": do_exec, "attach": do_attach, "detach": do_detach}.get(op)
+    if work is None:
+        chan.send("error", code="bad-op", message="unknown operation %r" % op)
+        chan.close()
+        return
+    if op == "attach" and params.get("wait_for_client"):
+        work(chan, params)  # the user asked for the main thread to wait for the editor
+        return
+    t = threading.Thread(target=work, args=(chan, params), name="kubectl-wand-" + op,
+                         daemon=True)
+    t.start()
+
+
+# ---------------------------------------------------------------- exec
+
+class Router:
+    """Stands in for sys.stdout/stderr: writes from a capturing thread go to its sink."""
+
+    def __init__(self, orig, name):
+        self._orig, self._name, self._sinks = orig, name, {}
+
+    def write(self, s):
+        sink = self._sinks.get(threading.get_ident())
+        if sink is None:
+            return self._orig.write(s)
+        return sink(self._name, s)
+
+    def flush(self):
+        if threading.get_ident() not in self._sinks and self._orig is not None:
+            self._orig.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._orig, name)
+
+
+def _install(name):
+    st = state()
+    cur = getattr(sys, name)
+    r = st.routers.get(name)
+    if r is None or cur is not r:
+        r = Router(cur, name)
+        st.routers[name] = r
+        setattr(sys, name, r)
+    return r
+
+
+def _uninstall(name, r, ident):
+    r._sinks.pop(ident, None)
+    st = state()
+    if not r._sinks and getattr(sys, name) is r:
+        setattr(sys, name, r._orig)
+        st.routers.pop(name, None)
+
+
+class Capture:
+    def __init__(self, chan, limit):
+        self.chan, self.limit, self.sent, self.truncated = chan, limit, 0, False
+        self.buf, self.last = [], time.monotonic()
+
+    def __call__(self, stream, s):
+        if not isinstance(s, str):
+            s = str(s)
+        n = len(s)
+        if self.sent >= self.limit:
+            self.truncated = True
+            return n
+        room = self.limit - self.sent
+        if len(s) > room:
+            s, self.truncated = s[:room], True
+        self.sent += len(s)
+        self.buf.append((stream, s))
+        if sum(len(x[1]) for x in self.buf) > 65536 or time.monotonic() - self.last > 0.1:
+            self.flush()
+        return n
+
+    def flush(self):
+        out = {}
+        for stream, s in self.buf:
+            out.setdefault(stream, []).append(s)
+        self.buf = []
+        self.last = time.monotonic()
+        for stream, parts in out.items():
+            self.chan.send("output", stream=stream, data="".join(parts))
+
+
+def do_exec(chan, params):
+    ident = threading.get_ident()
+    cap = Capture(chan, params.get("max_output", MAX_OUTPUT_DEFAULT))
+    routers = {}
+    with state().io_lock:
+        for name in ("stdout", "stderr"):
+            routers[name] = _install(name)
+            routers[name]._sinks[ident] = cap
+    status, tb = 0, None
+    started = time.monotonic()
+    try:
+        filename = params.get("filename") or "<kubectl-wand exec>"
+        if params.get("code_path"):
+            with open(params["code_path"], "rb") as f:
+                source = f.read()
+            os.unlink(params["code_path"])
+        else:
+            source = params.get("code", "")
+        code = compile(source, filename, "exec")
+        ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
+              "__file__": filename}
+        exec(code, ns)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        status = 1
+        tb = traceback.format_exc()
+    finally:
+        with state().io_lock:
+            for name, r in routers.items():
+                _uninstall(name, r, ident)
+        cap.flush()
+    chan.send("result", status=status, traceback=tb, truncated=cap.truncated,
+              seconds=round(time.monotonic() - started, 4))
+    chan.close()
+
+
+# ---------------------------------------------------------------- debugger
+
+def _debugpy(params):
+    lib = params.get("debugpy_dir")
+    if "debugpy" not in sys.modules and lib:
+        if lib not in sys.path:
+            sys.path.append(lib)  # appended: the app's own imports must not see our tree first
+    import debugpy
+
+    return debugpy
+
+
+def _check_port_free(host, port):
+    """pydevd waits forever if its in-process server cannot bind: find out first."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+    finally:
+        s.close()
+
+
+def do_attach(chan, params):
+    st = state()
+    host, port = "127.0.0.1", int(params.get("port", 5679))
+    try:
+        with st.lock:
+            if st.debug is not None:
+                chan.send("listening", host=st.debug["host"], port=st.debug["port"], reused=True,
+                          lib=st.debug.get("lib"))
+                return
+            # pydevd warns on stderr about frozen modules; not the app's business
+            quiet = "PYDEVD_DISABLE_FILE_VALIDATION" not in os.environ
+            if quiet:
+                os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+            try:
+                debugpy = _debugpy(params)
+            finally:
+                if quiet:
+                    os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
+            try:
+                debugpy.configure(subProcess=False)
+            except Exception:
+                pass  # configure() refuses after listen(): the app started debugpy itself
+            _check_port_free(host, port)
+            try:
+                debugpy.listen((host, port), in_process_debug_adapter=True)
+            except RuntimeError as e:
+                if "already been called" in str(e):
+                    chan.send("listening", host=host, port=None, reused=True, foreign=True)
+                    return
+                raise
+            pydevd = sys.modules.get("pydevd")
+            st.debug = {"host": host, "port": port, "lib": params.get("debugpy_dir"),
+                        "since": time.time(),
+                        "pydb": pydevd.get_global_debugger() if pydevd else None}
+        chan.send("listening", host=host, port=port, reused=False,
+                  debugpy=getattr(debugpy, "__version__", "?"), lib=params.get("debugpy_dir"))
+        if params.get("wait_for_client"):
+            chan.send("waiting")
+            chan.close()
+            debugpy.wait_for_client()
+    except OSError as e:
+        chan.send("error", code="port-busy" if e.errno == 98 else "listen-failed",
+                  message="debugpy could not listen on %s:%d in the target: %s"
+                  % (host, port, e.strerror or e),
+                  hint="choose another port inside the target with --port")
+    except Exception as e:
+        chan.send("error", code="listen-failed", message="debugpy failed to start: %s: %s"
+                  % (type(e).__name__, e), traceback=traceback.format_exc())
+    finally:
+        chan.close()
+
+
+def _wake_listener(host, port):
+    """pydevd's accept() thread keeps the port open after close(); one connect wakes it."""
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+        except OSError:
+            return  # refused: the port is free
+        time.sleep(0.01)
+
+
+def do_detach(chan, params):
+    st = state()
+    with st.lock:
+        info, st.debug = st.debug, None
+        if info is None:
+            chan.send("detached", was_attached=False)
+            chan.close()
+            return
+        try:
+            import pydevd
+
+            pydevd.stoptrace()
+            # stoptrace() skips the disposal when pydevd already dropped its global debugger
+            # (a client disconnect does that): dispose of the one we started, explicitly.
+            py_db = info.get("pydb")
+            if py_db is not None:
+                py_db.dispose_and_kill_all_pydevd_threads(wait=True)
+                waiter = getattr(py_db, "_waiting_for_connection_thread", None)
+                if waiter is not None:
+                    waiter.do_kill_pydev_thread()
+        except Exception as e:
+            chan.send("warning", message="stoptrace: %s" % e)
+        _wake_listener(info["host"], info["port"])
+        try:
+            sys.modules["debugpy.server.api"].listen.called = False
+        except (KeyError, AttributeError):
+            pass
+        lib = info.get("lib")
+        if lib:
+            # Forget the shipped tree so a later attach imports a fresh copy from its new place.
+            if lib in sys.path:
+                sys.path.remove(lib)
+            for name in list(sys.modules):
+                mod = sys.modules.get(name)
+                f = getattr(mod, "__file__", None) or ""
+                if f.startswith(lib + "/") or name.startswith(PYDEVD_MODULES):
+                    del sys.modules[name]
+        if not st.routers:
+            sys.modules.pop(STATE_MODULE, None)
+    chan.send("detached", was_attached=True, lib=lib)
+    chan.close()

@@ -1,0 +1,705 @@
+"""kubectl-wand injector: stdlib only, Python >= 3.8 for stage 1.
+
+Stage 1 runs in any helper Python that shares the target's PID namespace: it lists processes
+and checks the chosen one. Stage 2 is the target's *own* interpreter, exec'd inside a chroot to
+the target's root, so ``sys.remote_exec`` always reads the exact binary of the target. It stages
+files privately, injects, waits for the agent's connect-back and relays its events.
+
+Protocol: the CLI writes frames ``<length>\\n<bytes>`` on stdin; this writes one JSON object per
+line on stdout. Any failure is an ``error`` event with a code, a message and a hint.
+"""
+
+import errno
+import json
+import os
+import re
+import secrets
+import select
+import socket
+import stat
+import sys
+import time
+
+PROTOCOL = 1
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,80}$")
+PY_EXE = re.compile(r"(?:^|/)python(\d)\.(\d+)(t?)(?:-[a-z0-9]+)?$")
+LIBPY = re.compile(r"/libpython(\d)\.(\d+)(t?)\.so")
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+VERSION_PROBE = (
+    "import sys,sysconfig;print(sys.version.split()[0]);"
+    "print(int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))"
+)
+
+
+class Fail(Exception):
+    def __init__(self, code, message, hint=None, **extra):
+        Exception.__init__(self, message)
+        self.code, self.message, self.hint, self.extra = code, message, hint, extra
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    data = (json.dumps(fields) + "\n").encode()
+    while data:
+        data = data[os.write(1, data):]
+
+
+def read_exact(n):
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(0, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def read_frame():
+    """One frame from stdin, unbuffered so an exec'd successor can read the rest."""
+    header = b""
+    while not header.endswith(b"\n"):
+        c = os.read(0, 1)
+        if not c:
+            raise EOFError
+        header += c
+    return read_exact(int(header))
+
+
+def read_json():
+    return json.loads(read_frame().decode())
+
+
+def _read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------- process table (stage 1)
+
+def _status(pid):
+    out = {}
+    for line in _read("/proc/%d/status" % pid).splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def _python_from_paths(exe, maps):
+    m = PY_EXE.search(exe or "")
+    if m:
+        return m.group(1) + "." + m.group(2), m.group(3) == "t"
+    for line in maps:
+        m = LIBPY.search(line)
+        if m:
+            return m.group(1) + "." + m.group(2), m.group(3) == "t"
+    return None, False
+
+
+def same_root(pid):
+    try:
+        a, b = os.stat("/proc/%d/root/" % pid), os.stat("/")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def enter_root(pid):
+    """Make the target's root our own (no-op when we already share it)."""
+    if not same_root(pid):
+        os.chroot("/proc/%d/root" % pid)
+    os.chdir("/")
+
+
+_probe_cache = {}
+
+
+def probe_version(pid, exe):
+    """Exact version and free-threading flag, asked of the target's own binary."""
+    key = (os.stat("/proc/%d/root/" % pid).st_ino, exe)
+    if key in _probe_cache:
+        return _probe_cache[key]
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [exe, "-I", "-S", "-c", VERSION_PROBE],
+            preexec_fn=lambda: enter_root(pid),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            timeout=5, check=True,
+        ).stdout.decode().split()
+        result = (out[0], out[1] == "1")
+    except Exception:
+        result = None
+    _probe_cache[key] = result
+    return result
+
+
+def proc_info(pid, uptime, probe=True):
+    base = "/proc/%d" % pid
+    st = _status(pid)
+    raw = _read(base + "/cmdline", "rb")
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
+    info = {
+        "pid": pid,
+        "ppid": int(st.get("PPid", "0")),
+        "uid": int(st.get("Uid", "0").split()[0]),
+        "gid": int(st.get("Gid", "0").split()[0]),
+        "state": st.get("State", "?")[:1],
+        "name": st.get("Name", ""),
+        "argv": argv,
+        "rss_kb": int(st.get("VmRSS", "0 kB").split()[0]),
+        "threads": int(st.get("Threads", "1")),
+        "sigcgt": st.get("SigCgt", "0"),
+        "exe": None, "cwd": None, "python": None, "free_threaded": False,
+        "remote_debug": None, "readable": True,
+    }
+    fields = _read(base + "/stat").rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    age = uptime - int(fields[19]) / CLK_TCK
+    info["start_ticks"] = int(fields[19])
+    info["cpu_percent"] = round(100.0 * ticks / CLK_TCK / age, 1) if age > 0 else 0.0
+    try:
+        info["exe"] = os.readlink(base + "/exe")
+        info["cwd"] = os.readlink(base + "/cwd")
+        env = _read(base + "/environ", "rb").split(b"\0")
+    except OSError:
+        # ptrace-mode checks guard these links: no rights means no injection either
+        info["readable"] = False
+        env = []
+    maps = []
+    if info["exe"] and not PY_EXE.search(info["exe"]):
+        try:
+            maps = [ln for ln in _read(base + "/maps").splitlines() if "libpython" in ln][:1]
+        except OSError:
+            pass
+    ver, ft = _python_from_paths(info["exe"], maps)
+    if ver is None and not info["readable"] and argv and PY_EXE.search(argv[0]):
+        ver, ft = _python_from_paths(argv[0], [])
+    if ver is None:
+        return None if info["readable"] else info
+    info["python"], info["free_threaded"] = ver, ft
+    if probe and info["readable"] and info["exe"]:
+        exact = probe_version(pid, info["exe"].replace(" (deleted)", ""))
+        if exact:
+            info["python"], info["free_threaded"] = exact
+    disabled = None
+    for item in env:
+        if item.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG="):
+            disabled = "environment variable PYTHON_DISABLE_REMOTE_DEBUG"
+    for i, a in enumerate(argv):
+        if a == "-Xdisable-remote-debug" or (
+            a == "-X" and i + 1 < len(argv) and argv[i + 1] == "disable-remote-debug"
+        ):
+            disabled = "interpreter option -X disable-remote-debug"
+    info["remote_debug"] = disabled is None
+    info["remote_debug_off_by"] = disabled
+    info["tmpdir"] = None
+    for item in env:
+        if item.startswith(b"TMPDIR="):
+            info["tmpdir"] = item[7:].decode("utf-8", "replace")
+        elif item == b"WERKZEUG_RUN_MAIN=true":
+            info["werkzeug_child"] = True
+    info["user"] = _user_name(pid, info["uid"])
+    return info
+
+
+_passwd = {}
+
+
+def _user_name(pid, uid):
+    """The target's own name for its uid (its /etc/passwd, not ours)."""
+    try:
+        key = os.stat("/proc/%d/root/" % pid).st_ino
+        if key not in _passwd:
+            _passwd[key] = {}
+            for line in _read("/proc/%d/root/etc/passwd" % pid).splitlines():
+                f = line.split(":")
+                if len(f) > 2 and f[2].isdigit():
+                    _passwd[key].setdefault(int(f[2]), f[0])
+        return _passwd[key].get(uid)
+    except OSError:
+        return None
+
+
+def scan(probe=True):
+    uptime = float(_read("/proc/uptime").split()[0])
+    me = os.getpid()
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            info = proc_info(int(name), uptime, probe)
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if info is not None and not _is_ours(info):
+            out.append(info)
+    out.sort(key=lambda p: p["pid"])
+    return out
+
+
+def _is_ours(info):
+    return any(a.startswith("kubectl-wand-") for a in info["argv"])
+
+
+# ---------------------------------------------------------------- checks (stage 1)
+
+def check_target(info, procs):
+    pid = info["pid"]
+    if info["state"] == "Z":
+        raise Fail("zombie", "process %d is a zombie: it has exited and runs no code" % pid,
+                   "pick a live process (see `kubectl wand ps`)")
+    if not info["readable"]:
+        raise Fail("permission", "no permission to inspect process %d (ptrace access denied)" % pid,
+                   "the helper needs CAP_SYS_PTRACE, or the same user as the target with "
+                   "ptrace allowed (kernel.yama.ptrace_scope=0)")
+    if info["python"] is None:
+        raise Fail("not-python", "process %d (%s) is not a Python process" % (pid, info["name"]),
+                   "`kubectl wand ps` lists the Python processes")
+    return pid
+
+
+# ---------------------------------------------------------------- staging (stage 2)
+
+def _searchable_by(st, uid, gid):
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def make_stage_dir(bases, uid, gid):
+    """A fresh 0700 directory owned by the target's user on the first writable base.
+
+    mkdir never follows a planted symlink, and files go in through a directory fd with
+    O_NOFOLLOW|O_EXCL, so a hostile target user cannot redirect our root writes.
+    """
+    tried = []
+    for base in bases:
+        if not base or not SAFE_PATH.match(base) or ".." in base.split("/"):
+            continue
+        try:
+            st = os.lstat(base)
+        except OSError as e:
+            tried.append("%s (%s)" % (base, e.strerror))
+            continue
+        if not stat.S_ISDIR(st.st_mode) or not _searchable_by(st, uid, gid):
+            tried.append("%s (not a usable directory)" % base)
+            continue
+        path = base.rstrip("/") + "/.kubectl-wand-" + secrets.token_hex(8)
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as e:
+            tried.append("%s (%s)" % (base, e.strerror))
+            continue
+        return path
+    raise Fail("no-staging", "no writable directory for staging files in the target: "
+               + ", ".join(tried),
+               "mount a writable emptyDir/tmpfs at /tmp (or set TMPDIR) in the target")
+
+
+class Stage:
+    def __init__(self, path, uid, gid):
+        self.path, self.uid, self.gid = path, uid, gid
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        self.handed_over = False
+
+    def write(self, name, data, mode=0o600):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
+                     dir_fd=self.fd)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            if os.getuid() == 0:
+                os.fchown(fd, self.uid, self.gid)
+        finally:
+            os.close(fd)
+        return self.path + "/" + name
+
+    def hand_over(self):
+        """Give the directory to the target's user (last, after our root writes)."""
+        if os.getuid() == 0 and not self.handed_over:
+            os.fchown(self.fd, self.uid, self.gid)
+        self.handed_over = True
+
+    def extract(self, name, tgz):
+        import io
+        import tarfile
+
+        dest = self.path + "/" + name
+        os.mkdir(dest, 0o700)
+        with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tf:
+            try:
+                tf.extractall(dest, filter="data")
+            except TypeError:
+                tf.extractall(dest)
+        if os.getuid() == 0:
+            for root, dirs, files in os.walk(dest):
+                for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+                    os.lchown(n, self.uid, self.gid)
+        return dest
+
+    def unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass
+
+    def remove(self):
+        import shutil
+
+        try:
+            shutil.rmtree(self.path)
+        except OSError:
+            pass
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- injection (stage 2)
+
+def lock(pid, start, timeout):
+    """Serialise injections per process: the interpreter has one pending slot, not a queue.
+
+    An abstract unix socket in the (shared) network namespace is the lock: it vanishes with
+    its holder, leaving nothing on disk.
+    """
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = ("\0kubectl-wand-lock-%d-%d" % (pid, start)).encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s.bind(name)
+            return s
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+        if time.monotonic() > deadline:
+            raise Fail("busy", "another kubectl-wand injection into process %d is in progress"
+                       % pid, "retry when it has finished")
+        time.sleep(0.02)
+
+
+def alive(pid, start):
+    try:
+        return int(_read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[19]) == start
+    except (OSError, IndexError, ValueError):
+        return False
+
+
+def main_thread_stack(pid):
+    """Where the main thread is, read from memory without running code in the target."""
+    frames, wchan = [], None
+    try:
+        wchan = _read("/proc/%d/wchan" % pid).strip() or None
+    except OSError:
+        pass
+    try:
+        import _remote_debugging
+
+        for _ in range(3):
+            try:
+                threads = _remote_debugging.RemoteUnwinder(pid, all_threads=True).get_stack_trace()
+                break
+            except (RuntimeError, OSError):
+                threads = []
+        for t in threads:
+            if t.thread_id == pid:
+                frames = [[f.filename, f.lineno, f.funcname] for f in t.frame_info]
+    except Exception:
+        pass
+    return {"frames": frames, "wchan": wchan}
+
+
+STUB = '''def _kubectl_wand_stub(d, i):
+    import json, os
+    p = d + "/" + i
+    with open(p + ".json", "rb") as f:
+        params = json.loads(f.read())
+    for ext in (".py", ".json"):
+        try:
+            os.unlink(p + ext)
+        except OSError:
+            pass
+    code = compile(params.pop("agent_source"), "<kubectl-wand agent>", "exec")
+    ns = {"__name__": "_kubectl_wand_agent"}
+    exec(code, ns)
+    ns["run"](params)
+_kubectl_wand_stub(%s, %s)
+del _kubectl_wand_stub
+'''
+
+
+class Injection:
+    """One remote_exec into the target and the agent's connect-back."""
+
+    def __init__(self, stage, pid, start):
+        self.stage, self.pid, self.start = stage, pid, start
+        self.id = secrets.token_hex(6)
+        self.sock = None
+
+    def fire(self, params):
+        st = self.stage
+        sock_path = st.path + "/" + self.id + ".sock"
+        if len(sock_path) > 100:
+            raise Fail("no-staging", "staging path too long for a unix socket: " + sock_path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(sock_path)
+        if os.getuid() == 0:
+            os.chown(sock_path, st.uid, st.gid)
+        os.chmod(sock_path, 0o600)
+        self.sock.listen(1)
+        params = dict(params, sock=sock_path, id=self.id)
+        st.write(self.id + ".json", json.dumps(params).encode())
+        # Only our own path and id enter the source; both are checked against a strict charset.
+        assert SAFE_PATH.match(st.path) and re.match(r"^[0-9a-f]+$", self.id)
+        script = st.write(self.id + ".py",
+                          (STUB % (json.dumps(st.path), json.dumps(self.id))).encode())
+        st.hand_over()
+        t0 = time.monotonic()
+        try:
+            sys.remote_exec(self.pid, script)
+        except Exception as e:
+            raise Fail(*classify(e))
+        return t0
+
+    def await_ack(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.sock], [], [], min(left, 0.05))
+            if r:
+                conn, _ = self.sock.accept()
+                return conn
+            if not alive(self.pid, self.start):
+                raise Fail("exited", "process %d exited during the injection" % self.pid,
+                           "check the target's logs; nothing was left in it")
+
+    def cleanup(self):
+        for ext in (".py", ".json", ".sock"):
+            self.stage.unlink(self.id + ext)
+        if self.sock:
+            self.sock.close()
+
+
+def relay(conn, pid, start, timeout, on_event=None):
+    """Copy the agent's JSON lines to stdout until it closes; returns the last event."""
+    conn.setblocking(False)
+    buf, last = b"", None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is not None and time.monotonic() > deadline:
+            emit("timeout", seconds=timeout)
+            return last
+        r, _, _ = select.select([conn], [], [], 0.05)
+        if not r:
+            if not alive(pid, start):
+                raise Fail("exited", "process %d exited while running the injected code" % pid)
+            continue
+        chunk = conn.recv(65536)
+        if not chunk:
+            return last
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            event = json.loads(line.decode())
+            last = event
+            if on_event:
+                on_event(event)
+            emit(event.pop("event"), **event)
+
+
+def wait_readable(fd, pid, start):
+    """Wait for the CLI's next request while watching that the target still lives."""
+    while True:
+        r, _, _ = select.select([fd], [], [], 0.25)
+        if r:
+            return True
+        if not alive(pid, start):
+            return False
+
+
+def stage2(state):
+    pid, start, info = state["pid"], state["start"], state["info"]
+    emit("stage2", python=sys.version.split()[0], root=same_root(1))
+    bases = [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]
+    stage = None
+    agent_source = None
+    try:
+        while True:
+            emit("ready")
+            if not wait_readable(0, pid, start):
+                emit("target-exited", pid=pid)
+                return
+            try:
+                req = read_json()
+            except EOFError:
+                req = {"op": "eof"}
+            op = req.get("op")
+            if op == "leave":
+                state["keep_stage"] = True
+                return
+            if op == "close":
+                return
+            if op == "eof":
+                if not state.get("on_eof"):
+                    return
+                req = state["on_eof"]
+                op = req["op"]
+            blobs = {}
+            for name, size in req.get("blobs", []):
+                blobs[name] = read_frame()
+            if req.get("agent_source"):
+                agent_source = req["agent_source"]
+            if stage is None:
+                stage = Stage(make_stage_dir(bases, info["uid"], info["gid"]),
+                              info["uid"], info["gid"])
+            params = dict(req.get("params", {}), op=op, agent_source=agent_source)
+            for name, data in blobs.items():
+                if name.endswith(".tgz"):
+                    params[name[:-4] + "_dir"] = stage.extract(name[:-4], data)
+                else:
+                    params[name + "_path"] = stage.write(name, data)
+            if op == "attach" and not req.get("keep"):
+                state["on_eof"] = {"op": "detach", "params": {}}
+            inject_once(stage, pid, start, params, req)
+            if op == "detach":
+                state.pop("on_eof", None)
+                if req.get("final", True):
+                    emit("done")
+                    return
+    finally:
+        if stage is not None and not state.get("keep_stage"):
+            stage.remove()
+
+
+def inject_once(stage, pid, start, params, req):
+    held = lock(pid, start, req.get("lock_timeout", 30))
+    inj = Injection(stage, pid, start)
+    try:
+        t0 = inj.fire(params)
+        emit("injected", id=inj.id)
+        conn = inj.await_ack(req.get("ack_timeout", 5.0))
+        if conn is None:
+            where = main_thread_stack(pid)
+            raise Fail("blocked", "process %d did not pick up the injection within %.1fs: its "
+                       "main thread is not running Python code" % (pid, req.get("ack_timeout", 5.0)),
+                       "remote execution runs in the main thread at its next bytecode; a main "
+                       "thread blocked in a system call never gets there. The request stays "
+                       "pending in the interpreter (its files are removed, so it will only log "
+                       "one harmless line when it wakes).", where=where)
+        emit("ack", ms=round((time.monotonic() - t0) * 1000, 2))
+        held.close()
+        held = None
+        relay(conn, pid, start, req.get("timeout"))
+        conn.close()
+    finally:
+        inj.cleanup()
+        if held:
+            held.close()
+
+
+HELPER_LOCK = "/tmp/kubectl-wand-helper.lock"
+
+
+def hold_helper():
+    """Tell a reusable helper's idle loop (payload/idle.py) that a session is running."""
+    try:
+        import fcntl
+
+        fd = os.open(HELPER_LOCK, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.utime(HELPER_LOCK)
+        os.set_inheritable(fd, True)  # held through the exec into stage 2
+    except OSError:
+        pass
+
+
+def stage1():
+    hold_helper()
+    req = read_json()
+    procs = scan(probe=req.get("probe", True))
+    emit("procs", procs=procs, helper_python=sys.version.split()[0], uid=os.getuid(),
+         protocol=PROTOCOL)
+    if req.get("op") == "ps":
+        return
+    try:
+        choice = read_json()
+    except EOFError:
+        return
+    pid = choice.get("pid")
+    if pid is None:
+        return
+    info = next((p for p in procs if p["pid"] == pid), None)
+    if info is None:
+        try:
+            uptime = float(_read("/proc/uptime").split()[0])
+            info = proc_info(pid, uptime)
+        except OSError:
+            info = None
+        if info is None:
+            if not os.path.exists("/proc/%d" % pid):
+                raise Fail("no-such-process", "no process %d in the target" % pid,
+                           "`kubectl wand ps` lists the processes")
+            raise Fail("not-python", "process %d is not a Python process" % pid,
+                       "`kubectl wand ps` lists the Python processes")
+    check_target(info, procs)
+    exe = info["exe"].replace(" (deleted)", "")
+    state = {"pid": pid, "start": info["start_ticks"], "info": info}
+    try:
+        enter_root(pid)
+    except PermissionError:
+        raise Fail("permission", "cannot enter the root filesystem of process %d" % pid,
+                   "the helper needs CAP_SYS_CHROOT and CAP_SYS_PTRACE (run as root), or run "
+                   "as the target's user on the same filesystem")
+    if not os.path.exists(exe):
+        raise Fail("no-exe", "the target's interpreter %s is not reachable" % exe)
+    os.execv(exe, [exe, "-I", "-S", "-c", SRC, "kubectl-wand-stage2", json.dumps(state)])
+
+
+def classify(e):
+    """Map a remote_exec failure to a stable error code and a remedy."""
+    msg = str(e)
+    if isinstance(e, PermissionError) or "Operation not permitted" in msg:
+        return ("permission", "no ptrace permission on the target: " + msg,
+                "the helper needs CAP_SYS_PTRACE (kubectl debug --profile=general, "
+                "docker --cap-add SYS_PTRACE) or run as root on the host")
+    if "Remote debugging is not enabled" in msg:
+        return ("remote-debug-disabled", msg,
+                "the target was started with PYTHON_DISABLE_REMOTE_DEBUG or "
+                "-X disable-remote-debug; restart it without them to allow attaching")
+    if "Can't send commands from a Python" in msg or "version" in msg.lower():
+        return ("version", msg, "the target must run CPython 3.14+ of the same build flavour")
+    return ("inject-failed", "sys.remote_exec failed: %s: %s" % (type(e).__name__, msg), None)
+
+
+def main():
+    try:
+        if len(sys.argv) >= 3 and sys.argv[1] == "kubectl-wand-stage2":
+            if not hasattr(sys, "remote_exec"):
+                raise Fail("version", "the target runs Python %s; sys.remote_exec needs 3.14+"
+                           % sys.version.split()[0], "attach works only to CPython 3.14+")
+            stage2(json.loads(sys.argv[2]))
+        else:
+            stage1()
+    except Fail as e:
+        emit("error", code=e.code, message=e.message, hint=e.hint, **e.extra)
+        sys.exit(1)
+    except EOFError:
+        sys.exit(0)
+    except Exception as e:  # anything unforeseen still becomes a message, never a hang
+        emit("error", code="internal", message="%s: %s" % (type(e).__name__, e), hint=None)
+        sys.exit(1)
+
+
+if __name__ in ("__main__", "__wand__"):
+    if "SRC" not in globals():
+        SRC = None  # stage 2: the source already travelled in argv
+    main()
