@@ -39,7 +39,8 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, output
                         exit_code=2, code="usage")
     _, backend, boxes = resolve(target, opts)
     box = boxes[0]
-    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None)
+    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
+                               signal=opts.get("nudge"))
     proc = session.choice.proc
     box.extra["attached_pid"] = proc.pid
     status(f"Attaching to {box.display}, {session.choice.reason}: {proc.command[:80]}")

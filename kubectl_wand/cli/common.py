@@ -37,6 +37,9 @@ def target_options(f=None, *, short_container=True):
     @click.option("--pod", help="Use this pod of the workload.")
     @click.option("--pid", type=int, help="PID of the process inside the target.")
     @click.option("--image", help="Helper image (default: the target container's own image).")
+    @click.option("--signal", "nudge", default="auto", show_default=True,
+                  help="Signal that wakes a main thread blocked in a system call: auto "
+                       "(SIGWINCH if the process handles it), none, or USR1/USR2/WINCH/HUP…")
     @functools.wraps(f)
     def wrapper(*args, **kw):
         return f(*args, **kw)

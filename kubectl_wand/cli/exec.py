@@ -39,7 +39,8 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     filename = path if path and path != "-" else "<kubectl-wand -c>"
     _, backend, boxes = resolve(target, opts)
     box = boxes[0]
-    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None)
+    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
+                               signal=opts.get("nudge"))
     if not quiet and output == "text":
         status(f"Running in {box.display}, {session.choice.reason}")
     collected = {"stdout": [], "stderr": []}

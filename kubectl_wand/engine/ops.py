@@ -27,7 +27,32 @@ def pick_process(procs: List[Proc], pid: Optional[int],
                     "pick one with --pid", code="ambiguous", exit_code=2)
 
 
-def open_session(backend, box, pid=None, ask=None, timeout=60.0):
+SIGNALS = ("USR1", "USR2", "WINCH", "HUP", "URG", "PWR")
+
+
+def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
+    """The signal to wake a blocked main thread: auto = SIGWINCH when the process handles it.
+
+    SIGWINCH is ignored by default, so a process that catches it chose to; gunicorn's workers
+    treat it as a no-op. A master (which may act on it) is never nudged automatically.
+    """
+    choice = (choice or "auto").upper().removeprefix("SIG")
+    if choice == "NONE":
+        return None
+    if choice == "AUTO":
+        try:
+            caught = int(proc.sigcgt or "0", 16) & (1 << (28 - 1))
+        except ValueError:
+            caught = 0
+        return "SIGWINCH" if caught and proc.role not in ("master", "reloader") else None
+    if choice not in SIGNALS:
+        raise WandError(f"--signal {choice} is not allowed",
+                        f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage",
+                        exit_code=2)
+    return "SIG" + choice
+
+
+def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto"):
     """A session with a process chosen and the injector switched to its interpreter."""
     s = Session(backend, box, timeout=timeout)
     procs = s.open("inject")
@@ -38,6 +63,7 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0):
 
             raise WandError(f"cannot attach to PID {choice.proc.pid}: {choice.proc.blocker}",
                             hint_for(choice.proc), code="not-attachable")
+        s.signal = nudge_signal(choice.proc, signal)
         s.select(choice.proc.pid)
     except BaseException:
         s.chan.close(timeout=2)

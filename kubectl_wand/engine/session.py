@@ -87,8 +87,28 @@ class Channel:
 
 def raise_for(event: dict):
     if event.get("event") == "error":
-        raise WandError(event.get("message", "injection failed"), event.get("hint"),
-                        code=event.get("code"), detail=event)
+        message, hint = event.get("message", "injection failed"), event.get("hint")
+        where = event.get("where")
+        if event.get("code") == "blocked" and where:
+            message += "\n" + describe_blocked(where)
+            caught = [s for s in where.get("caught", []) if s != "SIGWINCH"]
+            if caught:
+                hint = (f"the process handles {', '.join(caught)} in Python; if that handler "
+                        f"is harmless, --signal {caught[0][3:]} wakes the main thread. ") + hint
+        raise WandError(message, hint, code=event.get("code"), detail=event)
+
+
+def describe_blocked(where: dict) -> str:
+    """The main thread's stack, read from memory, innermost call last."""
+    frames = where.get("frames") or []
+    lines = ["main thread stack (most recent call last):"]
+    for filename, lineno, func in reversed(frames[:12]):
+        lines.append(f"  {filename}:{lineno} in {func}")
+    if not frames:
+        lines.append("  (unreadable)")
+    if where.get("wchan"):
+        lines.append(f"  … waiting in the kernel ({where['wchan']})")
+    return "\n".join(lines)
 
 
 class Session:
@@ -100,6 +120,7 @@ class Session:
         self.procs: List[Proc] = []
         self.meta: dict = {}
         self.pid: Optional[int] = None
+        self.signal: Optional[str] = None  # sent if the main thread does not pick up at once
 
     def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
         for attempt in (1, 2):
@@ -154,6 +175,8 @@ class Session:
                "blobs": [[name, len(data)] for name, data in blobs], **extra}
         if timeout is not None:
             msg["timeout"] = timeout
+        if self.signal:
+            msg["signal"] = self.signal
         self.chan.send(msg)
         for _, data in blobs:
             self.chan.send_bytes(data)

@@ -24,6 +24,7 @@ PROTOCOL = 1
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,80}$")
 PY_EXE = re.compile(r"(?:^|/)python(\d)\.(\d+)(t?)(?:-[a-z0-9]+)?$")
 LIBPY = re.compile(r"/libpython(\d)\.(\d+)(t?)\.so")
+PROC = "/proc"  # the proc filesystem; tests point it at a fake tree
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 VERSION_PROBE = (
     "import sys,sysconfig;print(sys.version.split()[0]);"
@@ -78,7 +79,7 @@ def _read(path, mode="r"):
 
 def _status(pid):
     out = {}
-    for line in _read("/proc/%d/status" % pid).splitlines():
+    for line in _read(PROC + "/%d/status" % pid).splitlines():
         k, _, v = line.partition(":")
         out[k] = v.strip()
     return out
@@ -97,7 +98,7 @@ def _python_from_paths(exe, maps):
 
 def same_root(pid):
     try:
-        a, b = os.stat("/proc/%d/root/" % pid), os.stat("/")
+        a, b = os.stat(PROC + "/%d/root/" % pid), os.stat("/")
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
@@ -115,7 +116,7 @@ _probe_cache = {}
 
 def probe_version(pid, exe):
     """Exact version and free-threading flag, asked of the target's own binary."""
-    key = (os.stat("/proc/%d/root/" % pid).st_ino, exe)
+    key = (os.stat(PROC + "/%d/root/" % pid).st_ino, exe)
     if key in _probe_cache:
         return _probe_cache[key]
     import subprocess
@@ -135,7 +136,7 @@ def probe_version(pid, exe):
 
 
 def proc_info(pid, uptime, probe=True):
-    base = "/proc/%d" % pid
+    base = PROC + "/%d" % pid
     st = _status(pid)
     raw = _read(base + "/cmdline", "rb")
     argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
@@ -209,10 +210,10 @@ _passwd = {}
 def _user_name(pid, uid):
     """The target's own name for its uid (its /etc/passwd, not ours)."""
     try:
-        key = os.stat("/proc/%d/root/" % pid).st_ino
+        key = os.stat(PROC + "/%d/root/" % pid).st_ino
         if key not in _passwd:
             _passwd[key] = {}
-            for line in _read("/proc/%d/root/etc/passwd" % pid).splitlines():
+            for line in _read(PROC + "/%d/root/etc/passwd" % pid).splitlines():
                 f = line.split(":")
                 if len(f) > 2 and f[2].isdigit():
                     _passwd[key].setdefault(int(f[2]), f[0])
@@ -222,10 +223,10 @@ def _user_name(pid, uid):
 
 
 def scan(probe=True):
-    uptime = float(_read("/proc/uptime").split()[0])
+    uptime = float(_read(PROC + "/uptime").split()[0])
     me = os.getpid()
     out = []
-    for name in os.listdir("/proc"):
+    for name in os.listdir(PROC):
         if not name.isdigit() or int(name) == me:
             continue
         try:
@@ -387,9 +388,25 @@ def lock(pid, start, timeout):
 
 def alive(pid, start):
     try:
-        return int(_read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[19]) == start
+        return int(_read(PROC + "/%d/stat" % pid).rsplit(")", 1)[1].split()[19]) == start
     except (OSError, IndexError, ValueError):
         return False
+
+
+def caught_signals(pid):
+    """Signals the process handles (Python installs a C handler for each Python handler)."""
+    import signal
+
+    try:
+        mask = int(_status(pid).get("SigCgt", "0"), 16)
+    except (OSError, ValueError):
+        return []
+    out = []
+    for sig in signal.Signals:
+        if 0 < sig.value < 64 and mask & (1 << (sig.value - 1)) and sig.name not in (
+                "SIGINT", "SIGCHLD", "SIGPIPE"):
+            out.append(sig.name)
+    return sorted(set(out))
 
 
 def main_thread_stack(pid):
@@ -586,9 +603,20 @@ def inject_once(stage, pid, start, params, req):
     try:
         t0 = inj.fire(params)
         emit("injected", id=inj.id)
-        conn = inj.await_ack(req.get("ack_timeout", 5.0))
+        ack_timeout = req.get("ack_timeout", 5.0)
+        nudge = req.get("signal")
+        conn = inj.await_ack(min(ack_timeout, 0.3) if nudge else ack_timeout)
+        if conn is None and nudge:
+            # A main thread blocked in a system call runs Python again only after a signal
+            # with a Python-level handler interrupts it; the user chose (or allowed) one.
+            import signal
+
+            os.kill(pid, getattr(signal, nudge))
+            emit("nudged", signal=nudge)
+            conn = inj.await_ack(max(0.1, ack_timeout - 0.3))
         if conn is None:
             where = main_thread_stack(pid)
+            where["caught"] = caught_signals(pid)
             raise Fail("blocked", "process %d did not pick up the injection within %.1fs: its "
                        "main thread is not running Python code" % (pid, req.get("ack_timeout", 5.0)),
                        "remote execution runs in the main thread at its next bytecode; a main "

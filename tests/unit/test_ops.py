@@ -1,0 +1,155 @@
+"""read_script refusals, pick_process without a TTY, remote_root for pathMappings."""
+
+import io
+import os
+import sys
+
+import pytest
+
+from kubectl_wand.engine import ops
+from kubectl_wand.engine.procs import Proc, assign_roles
+from kubectl_wand.errors import WandError
+
+
+def test_read_script_returns_bytes(tmp_path):
+    f = tmp_path / "s.py"
+    f.write_bytes(b"print('hi')\n")
+    assert ops.read_script(str(f)) == b"print('hi')\n"
+
+
+def test_read_script_keeps_non_utf8_bytes_untouched(tmp_path):
+    # no decoding on the CLI side: a latin-1 file with a coding cookie goes through byte for byte
+    data = b"# -*- coding: latin-1 -*-\nprint('caf\xe9')\n"
+    f = tmp_path / "latin.py"
+    f.write_bytes(data)
+    assert ops.read_script(str(f)) == data
+
+
+def test_read_script_exactly_at_limit_is_accepted(tmp_path):
+    f = tmp_path / "big.py"
+    with open(f, "wb") as fh:
+        fh.truncate(ops.MAX_SCRIPT_BYTES)
+    # a sparse file of NULs: accepted by size, then refused as binary
+    with pytest.raises(WandError) as ei:
+        ops.read_script(str(f))
+    assert ei.value.code == "bad-script"
+    f.write_bytes(b"#" * ops.MAX_SCRIPT_BYTES)
+    assert len(ops.read_script(str(f))) == ops.MAX_SCRIPT_BYTES
+
+
+def _refusal(path):
+    with pytest.raises(WandError) as ei:
+        ops.read_script(path)
+    return ei.value
+
+
+def test_read_script_refuses_directory(tmp_path):
+    e = _refusal(str(tmp_path))
+    assert (e.code, e.exit_code) == ("bad-script", 2)
+    assert e.message == f"{tmp_path} is a directory, not a script"
+
+
+def test_read_script_refuses_missing_file(tmp_path):
+    e = _refusal(str(tmp_path / "nope.py"))
+    assert (e.code, e.exit_code) == ("bad-script", 2)
+    assert e.message == f"cannot read {tmp_path / 'nope.py'}: No such file or directory"
+
+
+def test_read_script_refuses_too_large(tmp_path):
+    f = tmp_path / "huge.py"
+    with open(f, "wb") as fh:
+        fh.truncate(ops.MAX_SCRIPT_BYTES + 1)  # sparse: costs no disk
+    e = _refusal(str(f))
+    assert (e.code, e.exit_code) == ("too-large", 2)
+    assert f"is {ops.MAX_SCRIPT_BYTES + 1} bytes" in e.message
+    assert "4 MiB" in e.message
+    assert "separately" in e.hint
+
+
+def test_read_script_refuses_nul_bytes(tmp_path):
+    f = tmp_path / "x.pyc"
+    f.write_bytes(b"\xa7\r\r\n\0\0\0\0print")
+    e = _refusal(str(f))
+    assert (e.code, e.exit_code) == ("bad-script", 2)
+    assert "looks binary" in e.message and "NUL" in e.message
+
+
+class _Stdin:
+    def __init__(self, data):
+        self.buffer = io.BytesIO(data)
+
+
+def test_read_script_from_stdin(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"print(2)\n"))
+    assert ops.read_script("-") == b"print(2)\n"
+
+
+def test_read_script_from_stdin_too_large(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"#" * (ops.MAX_SCRIPT_BYTES + 10)))
+    e = _refusal("-")
+    assert (e.code, e.exit_code) == ("too-large", 2)
+
+
+def _procs():
+    return assign_roles([
+        Proc(1, 0, 0, ["python3", "/app/a.py"], python="3.14.0"),
+        Proc(2, 0, 0, ["python3", "-m", "celery", "-A", "proj", "worker"], python="3.14.0"),
+    ])
+
+
+def test_pick_process_ambiguous_without_ask_lists_candidates():
+    with pytest.raises(WandError) as ei:
+        ops.pick_process(_procs(), None)
+    e = ei.value
+    assert (e.code, e.exit_code) == ("ambiguous", 2)
+    assert e.message == ("several Python processes could be meant:\n"
+                         "  PID 1: python3 /app/a.py\n"
+                         "  PID 2: python3 -m celery -A proj worker")
+    assert "--pid" in e.hint
+
+
+def test_pick_process_ambiguous_with_ask():
+    seen = []
+
+    def ask(cands):
+        seen.append([p.pid for p in cands])
+        return cands[1]
+
+    c = ops.pick_process(_procs(), None, ask)
+    assert seen == [[1, 2]]
+    assert c.proc.pid == 2 and c.reason == "PID 2 as chosen"
+
+
+def test_pick_process_pid_wins_without_ask():
+    c = ops.pick_process(_procs(), 2)
+    assert c.proc.pid == 2 and c.reason == "PID 2 as asked"
+
+
+def test_pick_process_long_command_cut_at_100():
+    procs = [Proc(1, 0, 0, ["python3", "/a.py", "x" * 300], python="3.14"),
+             Proc(2, 0, 0, ["python3", "/b.py"], python="3.14")]
+    with pytest.raises(WandError) as ei:
+        ops.pick_process(assign_roles(procs), None)
+    first = ei.value.message.splitlines()[1]
+    assert first == "  PID 1: " + ("python3 /a.py " + "x" * 300)[:100]
+
+
+@pytest.mark.parametrize("argv, cwd, root", [
+    (["python3", "/app/x.py"], "/srv", "/app"),
+    (["python3", "app/x.py"], "/srv", "/srv/app"),
+    (["python3", "./x.py"], "/srv", "/srv"),
+    (["python3", "../lib/x.py"], "/srv/app", "/srv/lib"),
+    (["python3", "-u", "-X", "dev", "-W", "ignore", "/opt/svc/main.py", "--port", "80"],
+     "/", "/opt/svc"),
+    (["python3", "-m", "uvicorn", "app:app"], "/srv", "/srv"),
+    (["python3", "-m", "uvicorn", "app:app", "--app-dir", "/x/y.py"], "/srv", "/srv"),
+    (["python3", "-c", "import x"], "/work", "/work"),
+    (["/usr/local/bin/python3.14", "/usr/local/bin/gunicorn", "--chdir", "/code", "app:app"],
+     "/", "/code"),
+    (["/usr/local/bin/python3.14", "/usr/local/bin/gunicorn", "--chdir", "src", "app:app"],
+     "/srv", "/srv/src"),
+    (["python3"], None, "/"),
+    (["python3", "/app/x.py"], None, "/app"),
+])
+def test_remote_root(argv, cwd, root):
+    assert ops.remote_root(Proc(1, 0, 0, argv, python="3.14", cwd=cwd)) == root
