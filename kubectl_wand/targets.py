@@ -20,7 +20,7 @@ KUBE_KINDS = {
 }
 RUNTIMES = ("docker", "podman")
 # DNS-1123 subdomain: what Kubernetes accepts as an object name.
-KUBE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+KUBE_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
 
 

@@ -165,7 +165,13 @@ class Attached:
         self.proc = subprocess.Popen([WAND, "attach", *args, "-o", "json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.err = []
-        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True).start()
+        self.err_done = threading.Event()
+
+        def drain():
+            self.err.extend(self.proc.stderr)
+            self.err_done.set()
+
+        threading.Thread(target=drain, daemon=True).start()
         try:
             line = wait_for_line(self.proc.stdout, lambda s: s.startswith("{"), timeout)
         except AssertionError:
@@ -179,6 +185,7 @@ class Attached:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=timeout)
+        self.err_done.wait(timeout)
         return rc, "".join(self.err)
 
     def __enter__(self):

@@ -28,6 +28,9 @@ class Backend:
         """A command whose stdin/stdout speak the injector protocol beside ``box``."""
         raise NotImplementedError
 
+    def prepare_inject(self, box: Box):
+        """Make ready what injecting needs beyond listing (e.g. a Kubernetes helper)."""
+
     def recover(self, box: Box, stderr: str) -> bool:
         """Repair what made the injector fail to start (e.g. an expired helper); True = retry."""
         return False

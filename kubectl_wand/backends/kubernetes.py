@@ -1,15 +1,432 @@
-"""Kubernetes through kubectl (placeholder until the Kubernetes backend lands)."""
+"""Kubernetes, through the user's own kubectl (auth plugins, proxies and contexts, exactly).
 
-from kubectl_wand.backends.base import Backend
+Listing runs the injector with `kubectl exec` in the app container (no ephemeral container is
+created for `ps`). Attaching adds **one** ephemeral helper per target container with
+`kubectl debug --target --profile=general` (SYS_PTRACE for the helper; nothing added to the
+app container); it idles for a while and later commands reuse it with `kubectl exec -c`.
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from typing import List, Optional
+
+from kubectl_wand import payload
+from kubectl_wand.backends.base import Backend, Box, run
 from kubectl_wand.errors import WandError
+from kubectl_wand.log import trace
+
+HELPER_PREFIX = "kubectl-wand-"
+HELPER_IDLE_SECONDS = 600
+WORKLOAD_KINDS = {"deployment": "deployment", "statefulset": "statefulset",
+                  "daemonset": "daemonset", "replicaset": "replicaset", "job": "job"}
+KSVC_RESOURCE = "services.serving.knative.dev"
+KSVC_LABEL = "serving.knative.dev/service"
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+FORWARD_LINE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+
+
+def selector_string(selector: dict) -> str:
+    """A LabelSelector object as kubectl -l syntax."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+def pod_ready(pod: dict) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    if pod.get("status", {}).get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in pod.get("status", {}).get("conditions", []))
+
+
+def age(ts: Optional[str]) -> str:
+    if not ts:
+        return "?"
+    then = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    s = int((datetime.now(timezone.utc) - then).total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+def default_container(pod: dict, wanted: Optional[str]) -> str:
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    if wanted:
+        if wanted not in names:
+            raise WandError(f"container {wanted!r} is not in pod {pod['metadata']['name']} "
+                            f"(containers: {', '.join(names)})", code="not-found")
+        return wanted
+    ann = (pod["metadata"].get("annotations") or {}).get(DEFAULT_CONTAINER)
+    return ann if ann in names else names[0]
 
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, opts):
+    def __init__(self, opts: dict):
         self.opts = opts
+        self.kubectl = os.environ.get("WAND_KUBECTL", "kubectl")
+        self._version = None
 
-    def resolve(self, target):
-        raise WandError("Kubernetes targets are not supported yet",
-                        "use docker/NAME, podman/NAME or pid/N", code="unsupported")
+    # -------------------------------------------------------------- kubectl plumbing
+
+    def base(self, namespaced=True, ns=None) -> List[str]:
+        argv = [self.kubectl]
+        if self.opts.get("kubeconfig"):
+            argv += ["--kubeconfig", self.opts["kubeconfig"]]
+        if self.opts.get("context"):
+            argv += ["--context", self.opts["context"]]
+        ns = ns or self.opts.get("namespace")
+        if namespaced and ns:
+            argv += ["-n", ns]
+        return argv
+
+    def kubectl_json(self, *args, ns=None, timeout=30):
+        cp = run(self.base(ns=ns) + list(args) + ["-o", "json"], timeout=timeout)
+        if cp.returncode != 0:
+            raise self.error(cp.stderr.decode("utf-8", "replace"), args)
+        return json.loads(cp.stdout)
+
+    def ns_flag(self, ns):
+        return ns or self.opts.get("namespace") or "(the context's namespace)"
+
+    def error(self, text: str, args=(), ns=None) -> WandError:
+        """kubectl's error text, with what it means and what to do."""
+        text = text.strip()
+        low = text.lower()
+        ns = self.ns_flag(ns)
+        if "context" in low and "does not exist" in low:
+            return WandError(text.removeprefix("error: "),
+                             "`kubectl config get-contexts` lists the contexts", code="context")
+        if "(notfound)" in low or "not found" in low:
+            m = re.search(r'Error from server \(NotFound\): (.*)', text)
+            return WandError((m.group(1) if m else text) + f" (namespace {ns})",
+                             "check the name and namespace (-n); `kubectl get "
+                             f"{args[1] if len(args) > 1 else 'pods'}` lists what exists",
+                             code="not-found")
+        if "doesn't have a resource type" in low:
+            return WandError(text.removeprefix("error: "),
+                             "Knative targets (ksvc/) need Knative Serving installed" if
+                             "knative" in low else "see `kubectl api-resources`",
+                             code="kind")
+        if "violates podsecurity" in low:
+            return WandError(
+                "Pod Security admission rejected the debug helper: " + text.split(": ", 2)[-1],
+                f"namespace {ns} enforces the baseline or restricted Pod Security level, which "
+                "forbids the SYS_PTRACE capability the helper needs. A cluster admin can "
+                f"label it `pod-security.kubernetes.io/enforce=privileged` (kubectl label ns "
+                f"{ns} pod-security.kubernetes.io/enforce=privileged --overwrite) or exempt "
+                "debug sessions in the admission configuration.", code="pod-security")
+        m = re.search(r'cannot (\w+) resource "([^"]+)"', text)
+        if "forbidden" in low and m:
+            verb, resource = m.groups()
+            res, _, sub = resource.partition("/")
+            check = f"kubectl auth can-i {verb} {res}" + (f" --subresource={sub}" if sub else "")
+            if ns and not ns.startswith("("):
+                check += f" -n {ns}"
+            return WandError(f"RBAC forbids {verb} on {resource}: {text}",
+                             f"ask for that permission; check it with `{check}`", code="rbac")
+        if "unknown flag: --profile" in low or "unknown flag: --custom" in low:
+            return WandError("this kubectl is too old for `kubectl debug --profile` "
+                             f"({text})", "install kubectl 1.27 or newer", code="kubectl-old")
+        if "ephemeral" in low and ("not supported" in low or "could not find the requested"
+                                   in low or "disabled" in low):
+            return WandError("the cluster does not support ephemeral containers: " + text,
+                             "Kubernetes 1.25+ enables them by default; ask the cluster admin",
+                             code="no-ephemeral")
+        if "unable to connect" in low or "connection refused" in low or "no such host" in low:
+            return WandError("cannot reach the cluster: " + text,
+                             "check `kubectl cluster-info` and your context", code="cluster")
+        return WandError(text or "kubectl failed", "retry with -v to see each kubectl call",
+                         code="kubectl")
+
+    def client_version(self):
+        if self._version is None:
+            cp = run([self.kubectl, "version", "--client", "-o", "json"], timeout=20)
+            try:
+                v = json.loads(cp.stdout)["clientVersion"]
+                self._version = (int(v["major"]), int(re.sub(r"\D.*", "", v["minor"])))
+            except (ValueError, KeyError):
+                self._version = (1, 0)
+        return self._version
+
+    # -------------------------------------------------------------- resolving
+
+    def pods_for(self, target) -> List[dict]:
+        sel = self.opts.get("selector")
+        if target is None:
+            args = ["get", "pods"] + (["-A"] if self.opts.get("all_namespaces") else [])
+            if sel:
+                args += ["-l", sel]
+            return self.kubectl_json(*args)["items"]
+        kind, name = target.kind, target.name
+        if kind == "pod":
+            return [self.kubectl_json("get", "pod", name)]
+        if kind == "ksvc":
+            self.kubectl_json("get", KSVC_RESOURCE, name)
+            selector = f"{KSVC_LABEL}={name}"
+        else:
+            obj = self.kubectl_json("get", WORKLOAD_KINDS.get(kind, kind), name)
+            spec_sel = obj["spec"].get("selector") or {}
+            if kind == "service":
+                if not spec_sel:
+                    raise WandError(f"service {name} has no selector, so no pods behind it",
+                                    "target the pods or their workload instead",
+                                    code="no-pods")
+                selector = ",".join(f"{k}={v}" for k, v in sorted(spec_sel.items()))
+            else:
+                selector = selector_string(spec_sel)
+        if sel:
+            selector += "," + sel
+        pods = self.kubectl_json("get", "pods", "-l", selector)["items"]
+        if kind in WORKLOAD_KINDS:
+            uid = obj["metadata"].get("uid")
+            owned = [p for p in pods if self._owned_by(p, uid, kind)]
+            pods = owned or pods
+        return pods
+
+    def _owned_by(self, pod, uid, kind):
+        refs = pod["metadata"].get("ownerReferences") or []
+        if any(r.get("uid") == uid for r in refs):
+            return True
+        # Deployment → ReplicaSet → Pod: the RS is owned by the deployment.
+        return kind == "deployment" and any(r.get("kind") == "ReplicaSet" for r in refs)
+
+    def box(self, pod: dict, container: str) -> Box:
+        meta = pod["metadata"]
+        spec_c = next(c for c in pod["spec"]["containers"] if c["name"] == container)
+        multi = len(pod["spec"]["containers"]) > 1
+        return Box(
+            id=f"{meta['namespace']}/{meta['name']}/{container}",
+            display=f"pod/{meta['name']}" + (f" -c {container}" if multi else ""),
+            image=self.opts.get("image") or spec_c.get("image"),
+            extra={"pod": meta["name"], "namespace": meta["namespace"], "container": container,
+                   "pod_json": pod,
+                   "summary": {"pod": meta["name"], "namespace": meta["namespace"],
+                               "container": container,
+                               "node": pod["spec"].get("nodeName"),
+                               "ready": pod_ready(pod),
+                               "age": age(meta.get("creationTimestamp"))}})
+
+    def resolve(self, target) -> List[Box]:
+        """Pods/containers for the target: every running one for `ps`; one for attach/exec."""
+        pods = self.pods_for(target)
+        if self.opts.get("pod"):
+            pods = [p for p in pods if p["metadata"]["name"] == self.opts["pod"]]
+            if not pods:
+                raise WandError(f"pod {self.opts['pod']} is not part of {target}",
+                                f"`kubectl wand ps {target}` lists its pods", code="not-found")
+        if not pods:
+            raise WandError(f"no pods found for {target or 'the namespace'} in namespace "
+                            f"{self.ns_flag(None)}", "is it scaled to zero? check -n",
+                            code="no-pods")
+        if self.opts.get("for_ps"):
+            boxes = []
+            for p in pods:
+                names = ([self.opts["container"]] if self.opts.get("container")
+                         else [c["name"] for c in p["spec"]["containers"]])
+                running = {s["name"] for s in p.get("status", {}).get("containerStatuses", [])
+                           if "running" in (s.get("state") or {})}
+                boxes += [self.box(p, n) for n in names if n in running or not running]
+            return boxes
+        ready = [p for p in pods if pod_ready(p)]
+        if not ready:
+            states = ", ".join(f"{p['metadata']['name']} ({p.get('status', {}).get('phase')})"
+                               for p in pods[:5])
+            raise WandError(f"no ready pods for {target}: {states}",
+                            "wait for the rollout (`kubectl rollout status`) or pick one with "
+                            "--pod", code="no-ready-pods")
+        newest = max(ready, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        return [self.box(newest, default_container(newest, self.opts.get("container")))]
+
+    # -------------------------------------------------------------- injector
+
+    def injector_argv(self, box: Box) -> List[str]:
+        container = box.extra.get("helper") or box.extra["container"]
+        return self.base(ns=box.extra["namespace"]) + [
+            "exec", "-i", box.extra["pod"], "-c", container, "--",
+            "python3", "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
+
+    def explain_failure(self, box, stderr):
+        low = stderr.lower()
+        if "executable file not found" in low or "no such file" in low:
+            where = box.extra.get("helper") or box.extra["container"]
+            return WandError(f"container {where} in pod {box.extra['pod']} has no python3",
+                             "for attach/exec pass --image with any image that has python3",
+                             code="no-python3")
+        return self.error(stderr, ns=box.extra.get("namespace"))
+
+    def prepare_inject(self, box: Box):
+        self.prepare_helper(box)
+
+    def prepare_helper(self, box: Box, timeout: float = 120.0):
+        """Reuse a running helper for this container, or add one ephemeral container."""
+        pod = box.extra["pod_json"]
+        target_c = box.extra["container"]
+        specs = {c["name"]: c for c in pod["spec"].get("ephemeralContainers") or []}
+        for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []:
+            name = st["name"]
+            if name.startswith(HELPER_PREFIX) and "running" in (st.get("state") or {}) and \
+                    specs.get(name, {}).get("targetContainerName") == target_c and \
+                    specs[name].get("image") == box.image:
+                box.extra["helper"] = name
+                return name
+        name = HELPER_PREFIX + secrets.token_hex(3)
+        if self.client_version() < (1, 27):
+            raise WandError("this kubectl is too old for `kubectl debug --profile`",
+                            "install kubectl 1.27 or newer", code="kubectl-old")
+        argv = self.base(ns=box.extra["namespace"]) + [
+            "debug", box.extra["pod"], "--target=" + target_c, "--profile=general",
+            "--image=" + box.image, "--container=" + name, "--image-pull-policy=IfNotPresent",
+            "-q"]
+        custom = None
+        if self.client_version() >= (1, 31):
+            # root in the helper only: chroot into the target's filesystem needs it
+            custom = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+            json.dump({"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}, custom)
+            custom.close()
+            argv.append("--custom=" + custom.name)
+        argv += ["--", "python3", "-I", "-S", "-c", payload.source("idle"),
+                 "kubectl-wand-helper", str(HELPER_IDLE_SECONDS)]
+        try:
+            cp = run(argv, timeout=60)
+        finally:
+            if custom:
+                os.unlink(custom.name)
+        if cp.returncode != 0:
+            raise self.error(cp.stderr.decode("utf-8", "replace"), ns=box.extra["namespace"])
+        self.wait_helper(box, name, timeout)
+        box.extra["helper"] = name
+        return name
+
+    def wait_helper(self, box: Box, name: str, timeout: float):
+        """Poll the pod until the helper runs; a pull failure ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            pod = self.kubectl_json("get", "pod", box.extra["pod"], ns=box.extra["namespace"])
+            st = next((s for s in pod.get("status", {}).get("ephemeralContainerStatuses") or []
+                       if s["name"] == name), None)
+            state = (st or {}).get("state") or {}
+            if "running" in state:
+                box.extra["pod_json"] = pod
+                return
+            waiting = state.get("waiting") or {}
+            reason = waiting.get("reason", "")
+            if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                          "CreateContainerConfigError", "CreateContainerError"):
+                raise WandError(f"the helper image {box.image} cannot start in pod "
+                                f"{box.extra['pod']}: {reason}"
+                                + (f" ({waiting['message']})" if waiting.get("message") else ""),
+                                "pass --image with an image the node can pull that has python3",
+                                code="image-pull")
+            if "terminated" in state:
+                t = state["terminated"]
+                raise WandError(f"the helper container exited at once ({t.get('reason')}, "
+                                f"exit code {t.get('exitCode')})",
+                                "does the helper image have python3? pass --image",
+                                code="helper")
+            if time.monotonic() > deadline:
+                raise WandError(f"the helper container did not start within {timeout:.0f}s "
+                                f"({reason or 'no status yet'})",
+                                "check `kubectl describe pod " + box.extra["pod"] + "`",
+                                code="timeout")
+            time.sleep(delay)  # polling the API for the container's state (a real signal)
+            delay = min(delay * 1.5, 1.0)
+
+    def recover(self, box: Box, stderr: str) -> bool:
+        return False
+
+    # -------------------------------------------------------------- forwarding
+
+    def forward(self, box: Box, remote_port: int, local_port: int):
+        return PortForward(self, box, remote_port, local_port)
+
+
+class PortForward:
+    """`kubectl port-forward` to 127.0.0.1 inside the pod, restarted if it drops."""
+
+    def __init__(self, backend: KubernetesBackend, box: Box, remote_port: int, local_port: int,
+                 timeout: float = 30.0):
+        self.backend, self.box, self.remote_port = backend, box, remote_port
+        self.closed = False
+        self.restarts = 0
+        self.on_restart = None
+        self.proc = None
+        self.local_port = self._start(local_port, timeout)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _start(self, local_port, timeout):
+        argv = self.backend.base(ns=self.box.extra["namespace"]) + [
+            "port-forward", "pod/" + self.box.extra["pod"],
+            f"{local_port or ''}:{self.remote_port}", "--address", "127.0.0.1"]
+        trace(argv)
+        try:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         text=True)
+        except FileNotFoundError:
+            raise WandError(f"{argv[0]} not found on PATH", code="no-tool")
+        result = {}
+
+        def read():
+            for line in self.proc.stdout:
+                m = FORWARD_LINE.search(line)
+                if m and "port" not in result:
+                    result["port"] = int(m.group(1))
+                    done.set()
+            done.set()
+
+        done = threading.Event()
+        threading.Thread(target=read, daemon=True).start()
+        if not done.wait(timeout) or "port" not in result:
+            self.proc.kill()
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            if "unable to listen" in err.lower() or "address already in use" in err.lower():
+                raise WandError(f"local port {local_port} is already in use",
+                                "choose another with --local-port, or 0 for a free one",
+                                code="local-port-busy")
+            raise self.backend.error(err or "kubectl port-forward did not start in time",
+                                     ns=self.box.extra["namespace"])
+        return result["port"]
+
+    def _watch(self):
+        while not self.closed:
+            self.proc.wait()
+            if self.closed:
+                return
+            try:
+                self._start(self.local_port, 30)
+                self.restarts += 1
+                if self.on_restart:
+                    self.on_restart(self.restarts)
+            except WandError:
+                return  # the session notices the pod is gone and says so
+
+    def close(self):
+        self.closed = True
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

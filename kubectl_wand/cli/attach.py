@@ -3,6 +3,7 @@
 import json
 import signal
 import sys
+import time
 
 import click
 
@@ -11,6 +12,8 @@ from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve,
 from kubectl_wand.engine import ops
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.errors import WandError
+
+FOLLOW_TIMEOUT = 180.0
 
 
 @click.command("attach")
@@ -24,28 +27,53 @@ from kubectl_wand.errors import WandError
               help="Hold the target's main thread until an editor connects.")
 @click.option("--ack-timeout", type=float, default=5.0, show_default=True,
               help="Seconds for the target's main thread to pick up the injection.")
+@click.option("--no-follow", is_flag=True,
+              help="End when the process or pod goes away instead of re-attaching to its "
+                   "replacement.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-              help="json: one line with the address once ready (for scripts).")
+              help="json: one line per (re-)attach with the address (for scripts).")
 @target_options
 @kube_options
-def command(target, port, local_port, keep, wait_for_client, ack_timeout, output, pid, **opts):
+def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_follow, output,
+            pid, **opts):
     """Start debugpy inside a live Python process and forward a local port to it.
 
     Stays in the foreground; Ctrl-C stops forwarding and detaches the debugger (the target
-    runs at full speed again, its port freed) unless --keep.
+    runs at full speed again, its port freed) unless --keep. If the pod is replaced (rollout,
+    crash) or a reloading server restarts its worker, it re-attaches to the replacement on the
+    same local port.
     """
     if not (0 < port < 65536) or not (0 <= local_port < 65536):
         raise WandError("ports must be between 1 and 65535 (--local-port may be 0)",
                         exit_code=2, code="usage")
-    _, backend, boxes = resolve(target, opts)
-    box = boxes[0]
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    parsed, backend, boxes = resolve(target, opts)
+    first = True
+    while True:
+        box = boxes[0]
+        gone = _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout,
+                            output, pid, opts, first)
+        if gone is None:
+            return
+        local_port = gone["local_port"]
+        if no_follow or parsed.backend == "local" or (parsed.kind == "pod"):
+            raise WandError(f"{gone['what']} went away; the session is over",
+                            "attach again when it is back", code="target-exited")
+        status(f"{gone['what']} went away; waiting for its replacement…")
+        boxes = _wait_replacement(backend, parsed, box, gone)
+        first = False
+
+
+def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout, output,
+                 pid, opts, first):
+    """One attach; returns None when the user ended it, or what went away."""
     session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
                                signal=opts.get("nudge"))
     proc = session.choice.proc
     box.extra["attached_pid"] = proc.pid
-    status(f"Attaching to {box.display}, {session.choice.reason}: {proc.command[:80]}")
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "
+           f"{session.choice.reason}: {proc.command[:80]}")
     att = ops.Attachment(session, port=port, keep=keep, wait_for_client=wait_for_client,
                          ack_timeout=ack_timeout)
     fwd = None
@@ -54,26 +82,29 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, output
         if ev.get("reused"):
             status("debugpy was already listening in this process; reusing it")
         fwd = backend.forward(box, ev.get("port") or port, local_port)
+        if hasattr(fwd, "on_restart"):
+            fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
         cfg = vscode_config(f"kubectl-wand: {box.display} (pid {proc.pid})", "127.0.0.1",
                             fwd.local_port, ops.remote_root(proc))
         if output == "json":
             click.echo(json.dumps({"event": "ready", "host": "127.0.0.1",
                                    "port": fwd.local_port, "pid": proc.pid,
                                    "target": box.display, "remote_port": ev.get("port"),
-                                   "launch": cfg}), nl=True)
+                                   "reattach": not first, "launch": cfg}))
             sys.stdout.flush()
         else:
             status(f"debugpy is listening on 127.0.0.1:{ev.get('port')} inside the target "
                    f"(pid {proc.pid}); forwarded to 127.0.0.1:{fwd.local_port}")
-            status("VS Code launch.json configuration:")
-            click.echo(json.dumps(cfg, indent=2))
-            status("Press Ctrl-C to " + ("stop forwarding (debugger stays: --keep)" if keep
-                                         else "detach."))
+            if first:
+                status("VS Code launch.json configuration:")
+                click.echo(json.dumps(cfg, indent=2))
+                status("Press Ctrl-C to " + ("stop forwarding (the debugger stays: --keep)"
+                                             if keep else "detach."))
         while True:
             ev = att.wait()
             if ev.get("event") in ("target-exited", "closed"):
-                raise WandError(f"the target process {proc.pid} exited; the session is over",
-                                "attach again to its replacement", code="target-exited")
+                return {"what": f"process {proc.pid} in {box.display}",
+                        "local_port": fwd.local_port, "pid": proc.pid}
     except KeyboardInterrupt:
         status("Detaching…" if not keep else "Leaving the debugger running (--keep).")
         try:
@@ -82,10 +113,36 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, output
             raise WandError(f"detach failed: {e.message}", e.hint, code="detach-failed")
         if res and res.get("was_attached"):
             status(f"Detached from pid {proc.pid}; its debug port is closed.")
+        return None
     finally:
         if fwd:
             fwd.close()
         session.chan.close(timeout=10)
+
+
+def _wait_replacement(backend, parsed, old_box, gone, timeout=FOLLOW_TIMEOUT):
+    """Poll until the target has a live replacement: a new ready pod or a new process."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            boxes = backend.resolve(parsed)
+            if boxes[0].id != old_box.id:
+                return boxes
+            from kubectl_wand.engine.session import Session
+
+            procs = Session(backend, boxes[0], timeout=30).open("ps")
+            if any(p.pid != gone["pid"] and p.blocker is None and p.role in ("main", "worker")
+                   for p in procs):
+                return boxes
+        except WandError as e:
+            last = e
+        time.sleep(delay)  # polling the cluster/engine for a replacement (a real signal)
+        delay = min(delay * 1.5, 2.0)
+    raise WandError(f"no replacement appeared within {timeout:.0f}s"
+                    + (f" ({last.message})" if last else ""), "attach again later",
+                    code="target-exited")
 
 
 def _interrupt(signum, frame):

@@ -32,7 +32,7 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     of its own; `import app` or `sys.modules` reach the application. Exit status: the
     code's (0, 1 if it raised, N for sys.exit(N)); 124 if --timeout expired.
     """
-    if bool(path) == bool(code):
+    if (path is None) == (code is None):
         raise UsageError("give exactly one of -f FILE or -c CODE",
                          "e.g. kubectl wand exec deploy/app -c 'print(1)'")
     source = ops.read_script(path) if path else code.encode()

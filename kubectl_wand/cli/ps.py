@@ -30,6 +30,7 @@ def scan_box(backend, box):
 def command(target, output, all_namespaces, show_all, **opts):
     """List Python processes in TARGET (default: pods of the current namespace)."""
     opts["all_namespaces"] = all_namespaces
+    opts["for_ps"] = True
     _, backend, boxes = resolve(target, opts) if target else _default(opts)
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(boxes)))) as pool:
         results = list(pool.map(lambda b: scan_box(backend, b), boxes))
@@ -45,10 +46,17 @@ def command(target, output, all_namespaces, show_all, **opts):
             out.append(item)
         click.echo(json.dumps(out, indent=2))
     else:
-        multi = len(results) > 1 or any(b.extra.get("summary") for b, _, _ in results)
+        kube = any(b.extra.get("summary") for b, _, _ in results)
+        multi = kube or len(results) > 1
         rows = []
         for box, procs, err in results:
-            prefix = [box.display] if multi else []
+            if kube:
+                sm = box.extra["summary"]
+                prefix = ([sm["namespace"]] if all_namespaces else []) + [
+                    sm["pod"], sm["container"], sm["node"] or "-",
+                    "yes" if sm["ready"] else "no", sm["age"]]
+            else:
+                prefix = [box.display] if multi else []
             if err:
                 failed = True
                 rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1) + [f"error: {err.message}"])
@@ -58,7 +66,11 @@ def command(target, output, all_namespaces, show_all, **opts):
                 rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1) + ["(no Python process)"])
             for p in shown:
                 rows.append(prefix + proc_row(p, wide=output == "wide"))
-        headers = (["TARGET"] if multi else []) + PROC_HEADERS
+        if kube:
+            headers = (["NAMESPACE"] if all_namespaces else []) + [
+                "POD", "CONTAINER", "NODE", "READY", "AGE"] + PROC_HEADERS
+        else:
+            headers = (["TARGET"] if multi else []) + PROC_HEADERS
         click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
     if failed and all(err for _, _, err in results):
         raise SystemExit(1)

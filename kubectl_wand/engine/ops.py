@@ -54,6 +54,7 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
 
 def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto"):
     """A session with a process chosen and the injector switched to its interpreter."""
+    backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
     procs = s.open("inject")
     try:
@@ -90,7 +91,7 @@ def read_script(path: str) -> bytes:
                                 "ship data separately and load it from the script",
                                 code="too-large", exit_code=2)
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_SCRIPT_BYTES + 1)  # /dev/zero or a FIFO reports size 0
         except OSError as e:
             raise WandError(f"cannot read {path}: {e.strerror}", code="bad-script", exit_code=2)
     if len(data) > MAX_SCRIPT_BYTES:

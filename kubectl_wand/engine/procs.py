@@ -170,11 +170,11 @@ def choose(procs: List[Proc], pid: Optional[int] = None) -> Choice:
         pick = min(workers, key=lambda p: p.pid)
         others = len(workers) - 1
         why = f"a worker (PID {pick.pid})"
-        if others:
-            why += f"; {others} other worker(s) — use --pid to choose another"
         parent = next((p for p in procs if p.pid == pick.ppid), None)
         if parent and parent.role in ("reloader", "master"):
             why += f", not the {parent.role} (PID {parent.pid})"
+        if others:
+            why += f"; {others} other worker(s): --pid chooses another"
         return Choice(pick, why, workers)
     if len(mains) == 1:
         return Choice(mains[0], f"the only application process (PID {mains[0].pid})", mains)

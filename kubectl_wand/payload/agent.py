@@ -176,7 +176,6 @@ def do_exec(chan, params):
         if params.get("code_path"):
             with open(params["code_path"], "rb") as f:
                 source = f.read()
-            os.unlink(params["code_path"])
         else:
             source = params.get("code", "")
         code = compile(source, filename, "exec")

@@ -86,7 +86,7 @@ def _status(pid):
 
 
 def _python_from_paths(exe, maps):
-    m = PY_EXE.search(exe or "")
+    m = PY_EXE.search((exe or "").replace(" (deleted)", ""))
     if m:
         return m.group(1) + "." + m.group(2), m.group(3) == "t"
     for line in maps:
@@ -163,7 +163,9 @@ def proc_info(pid, uptime, probe=True):
         info["exe"] = os.readlink(base + "/exe")
         info["cwd"] = os.readlink(base + "/cwd")
         env = _read(base + "/environ", "rb").split(b"\0")
-    except OSError:
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM):
+            return info if info["state"] == "Z" else None  # a kernel thread, or gone
         # ptrace-mode checks guard these links: no rights means no injection either
         info["readable"] = False
         env = []
@@ -174,10 +176,12 @@ def proc_info(pid, uptime, probe=True):
         except OSError:
             pass
     ver, ft = _python_from_paths(info["exe"], maps)
-    if ver is None and not info["readable"] and argv and PY_EXE.search(argv[0]):
+    if ver is None and not info["readable"] and argv:
         ver, ft = _python_from_paths(argv[0], [])
+        if ver is None and "python" in os.path.basename(argv[0]):
+            ver = "?"  # a Python we may not inspect: listed, with the reason
     if ver is None:
-        return None if info["readable"] else info
+        return info if (info["state"] == "Z" or not info["readable"]) else None
     info["python"], info["free_threaded"] = ver, ft
     if probe and info["readable"] and info["exe"]:
         exact = probe_version(pid, info["exe"].replace(" (deleted)", ""))
@@ -293,6 +297,8 @@ def make_stage_dir(bases, uid, gid):
         path = base.rstrip("/") + "/.kubectl-wand-" + secrets.token_hex(8)
         try:
             os.mkdir(path, 0o700)
+            if os.getuid() == 0 and uid != 0:
+                os.chmod(path, 0o711)  # the target may enter, not list; it owns only its files
         except OSError as e:
             tried.append("%s (%s)" % (base, e.strerror))
             continue
@@ -303,10 +309,13 @@ def make_stage_dir(bases, uid, gid):
 
 
 class Stage:
+    """The staging directory. As root it stays root-owned 0711 for its whole life (only the
+    files in it belong to the target's user), so the target's user can never swap it for a
+    symlink under our later root writes."""
+
     def __init__(self, path, uid, gid):
         self.path, self.uid, self.gid = path, uid, gid
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        self.handed_over = False
 
     def write(self, name, data, mode=0o600):
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
@@ -320,12 +329,6 @@ class Stage:
             os.close(fd)
         return self.path + "/" + name
 
-    def hand_over(self):
-        """Give the directory to the target's user (last, after our root writes)."""
-        if os.getuid() == 0 and not self.handed_over:
-            os.fchown(self.fd, self.uid, self.gid)
-        self.handed_over = True
-
     def extract(self, name, tgz):
         import io
         import tarfile
@@ -338,9 +341,11 @@ class Stage:
             except TypeError:
                 tf.extractall(dest)
         if os.getuid() == 0:
-            for root, dirs, files in os.walk(dest):
-                for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            # bottom-up, the top last: the user can enter the tree only once it is complete
+            for root, dirs, files in os.walk(dest, topdown=False):
+                for n in [os.path.join(root, x) for x in dirs + files]:
                     os.lchown(n, self.uid, self.gid)
+            os.lchown(dest, self.uid, self.gid)
         return dest
 
     def unlink(self, name):
@@ -477,7 +482,6 @@ class Injection:
         assert SAFE_PATH.match(st.path) and re.match(r"^[0-9a-f]+$", self.id)
         script = st.write(self.id + ".py",
                           (STUB % (json.dumps(st.path), json.dumps(self.id))).encode())
-        st.hand_over()
         t0 = time.monotonic()
         try:
             sys.remote_exec(self.pid, script)
@@ -579,14 +583,21 @@ def stage2(state):
                 stage = Stage(make_stage_dir(bases, info["uid"], info["gid"]),
                               info["uid"], info["gid"])
             params = dict(req.get("params", {}), op=op, agent_source=agent_source)
+            written = []
             for name, data in blobs.items():
                 if name.endswith(".tgz"):
-                    params[name[:-4] + "_dir"] = stage.extract(name[:-4], data)
+                    params[name[:-4] + "_dir"] = stage.extract(
+                        name[:-4] + "-" + secrets.token_hex(4), data)
                 else:
-                    params[name + "_path"] = stage.write(name, data)
+                    written.append(name + "-" + secrets.token_hex(4))
+                    params[name + "_path"] = stage.write(written[-1], data)
             if op == "attach" and not req.get("keep"):
                 state["on_eof"] = {"op": "detach", "params": {}}
-            inject_once(stage, pid, start, params, req)
+            try:
+                inject_once(stage, pid, start, params, req)
+            finally:
+                for name in written:
+                    stage.unlink(name)
             if op == "detach":
                 state.pop("on_eof", None)
                 if req.get("final", True):

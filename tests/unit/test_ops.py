@@ -153,3 +153,31 @@ def test_pick_process_long_command_cut_at_100():
 ])
 def test_remote_root(argv, cwd, root):
     assert ops.remote_root(Proc(1, 0, 0, argv, python="3.14", cwd=cwd)) == root
+
+
+WINCH_BIT = format(1 << 27, "x")  # SigCgt bit of SIGWINCH (28)
+
+
+@pytest.mark.parametrize("sigcgt, role, choice, want", [
+    (WINCH_BIT, "worker", "auto", "SIGWINCH"),
+    (WINCH_BIT, "main", None, "SIGWINCH"),
+    ("0000000180004002", "worker", "auto", None),  # WINCH not caught
+    (WINCH_BIT, "master", "auto", None),
+    (WINCH_BIT, "reloader", "auto", None),
+    ("zz", "worker", "auto", None),
+    (WINCH_BIT, "worker", "none", None),
+    ("0", "main", "usr1", "SIGUSR1"),
+    ("0", "main", "SIGHUP", "SIGHUP"),
+    ("0", "master", "winch", "SIGWINCH"),  # asked explicitly: even a master
+])
+def test_nudge_signal(sigcgt, role, choice, want):
+    p = Proc(1, 0, 0, ["python3"], python="3.14", sigcgt=sigcgt, role=role)
+    assert ops.nudge_signal(p, choice) == want
+
+
+@pytest.mark.parametrize("choice", ["KILL", "SIGTERM", "9", "int"])
+def test_nudge_signal_refuses_others(choice):
+    with pytest.raises(WandError) as ei:
+        ops.nudge_signal(Proc(1, 0, 0, ["python3"]), choice)
+    assert (ei.value.code, ei.value.exit_code) == ("usage", 2)
+    assert "USR1" in ei.value.hint
