@@ -11,12 +11,11 @@ helpers from here. Pods map to Docker containers:
 
 Every text printed here that imitates kubectl was taken from kubectl v1.32 (the binary at
 /usr/bin/kubectl, its strings, or the kubernetes/kubectl + client-go + pod-security-admission
-sources); see the report in tests/kube/README-standin.md for where each one comes from.
+sources); see README.md next to this file for where each one comes from.
 """
 import contextlib
 import copy
 import datetime as _dt
-import errno
 import fcntl
 import hashlib
 import json
@@ -618,13 +617,13 @@ def render_objects(st, rt, objs):
     pods_cache = None
     for o in objs:
         o = copy.deepcopy(o)
-        o.pop("_standin", None)
+        priv = o.pop("_standin", None) or {}
         if rt in (RT_DEPLOY, RT_RS, RT_STS, RT_DS, RT_JOB):
             if pods_cache is None:
                 pods_cache = live_pods(list_objs(st, RT_POD, None))
             owned = owned_pods(st, o, pods_cache)
             ready = sum(1 for p in owned if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"]))
-            fill_workload_status(rt, o, len(owned), ready)
+            fill_workload_status(rt, o, len(owned), ready, priv.get("rs", ""))
         res.append(o)
     return res
 
@@ -638,7 +637,7 @@ def owned_pods(st, obj, live):
     return [p for p in live if any(o["uid"] == uid for o in p["metadata"].get("ownerReferences", []))]
 
 
-def fill_workload_status(rt, o, n, ready):
+def fill_workload_status(rt, o, n, ready, rs_name=""):
     gen = o["metadata"].get("generation", 1)
     if rt is RT_DEPLOY:
         o["status"] = {"observedGeneration": gen, "replicas": n, "updatedReplicas": n, "readyReplicas": ready,
@@ -649,7 +648,7 @@ def fill_workload_status(rt, o, n, ready):
                             "message": "Deployment has minimum availability." if ready >= o["spec"].get("replicas", 1) else "Deployment does not have minimum availability.",
                             "lastUpdateTime": o["metadata"]["creationTimestamp"], "lastTransitionTime": o["metadata"]["creationTimestamp"]},
                            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                            "message": 'ReplicaSet "%s" has successfully progressed.' % o["metadata"].get("annotations", {}).get("standin/rs", ""),
+                            "message": 'ReplicaSet "%s" has successfully progressed.' % rs_name,
                             "lastUpdateTime": o["metadata"]["creationTimestamp"], "lastTransitionTime": o["metadata"]["creationTimestamp"]}]}
         if ready == 0:
             o["status"].pop("readyReplicas")
@@ -1346,7 +1345,7 @@ def run_exec(dname, cname, command, stdin, tty):
         args.append("-t")
     args += [dname] + command
     proc = subprocess.Popen(args, stdin=None if stdin else subprocess.DEVNULL, stdout=None, stderr=subprocess.PIPE,
-                            bufsize=0)
+                            bufsize=0, start_new_session=not tty)
     held = bytearray()
     first = [True]
 
@@ -1395,8 +1394,8 @@ def _forward_signals(procs):
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_term)
 
 
 # --- logs ---------------------------------------------------------------------------------
@@ -1433,7 +1432,7 @@ def cmd_logs(ctx):
 
 
 def run_logs(args):
-    proc = subprocess.Popen(args, stdout=None, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, stdout=None, stderr=subprocess.STDOUT, start_new_session=True)
     _forward_signals([proc])
     proc.wait()
 
@@ -1448,14 +1447,10 @@ DEBUG_FLAGS = [Flag("arguments-only"), Flag("attach"), Flag("container", "c", va
                Flag("share-processes"), Flag("target", value=True), Flag("tty", "t"), Flag("profile", value=True),
                Flag("custom", value=True)]
 
-PROFILES_BY_VERSION = [((1, 27), ["legacy", "general", "baseline", "restricted", "netadmin"]),
-                       ((1, 28), ["legacy", "general", "baseline", "restricted", "netadmin", "sysadmin"])]
-
-
 def debug_flags_for_version(v):
     major, minor, _ = parse_version(v)
     flags = list(DEBUG_FLAGS)
-    if (major, minor) < (1, 27):
+    if (major, minor) < (1, 25):  # debug --profile came with 1.25 (kubernetes#105008, "legacy" only)
         flags = [f for f in flags if f.name != "profile"] + [GLOBAL_PROFILE]
     if (major, minor) < (1, 31):
         flags = [f for f in flags if f.name != "custom"]
@@ -1463,8 +1458,11 @@ def debug_flags_for_version(v):
 
 
 def known_profiles(v):
+    """general/baseline/restricted: 1.27 (kubernetes#114280), netadmin: 1.27 (#115712), sysadmin: 1.30 (#119200)."""
     major, minor, _ = parse_version(v)
-    if (major, minor) < (1, 28):
+    if (major, minor) < (1, 27):
+        return ["legacy"]
+    if (major, minor) < (1, 30):
         return ["legacy", "general", "baseline", "restricted", "netadmin"]
     return ["legacy", "general", "baseline", "restricted", "netadmin", "sysadmin"]
 
@@ -1586,7 +1584,7 @@ def cmd_debug(ctx):
         if f in p.changed:
             raise unsupported("debug --%s" % f)
     major, minor, _ = parse_version(cv)
-    if "profile" in p.changed and (major, minor) < (1, 27):
+    if "profile" in p.changed and (major, minor) < (1, 25):
         # no debug --profile: the global pprof --profile flag gets the value
         if p.get("profile") not in ("none", "cpu", "heap", "goroutine", "threadcreate", "block", "mutex", "allocs"):
             raise Exit(klog_error("run.go:72", '"command failed" err="unknown profile \'%s\'"' % p.get("profile")).rstrip("\n"), 1)
@@ -1636,7 +1634,9 @@ def cmd_debug(ctx):
     if custom is not None and (custom.get("name") or custom.get("command") or custom.get("image")
                                or custom.get("lifecycle") or custom.get("volumeDevices")):
         raise Exit("error: name, command, image, lifecycle and volume devices are not modifiable via custom profile", 1)
-    if profile == "legacy":
+    if profile == "legacy" and (major, minor) >= (1, 36):
+        err('--profile=legacy is deprecated and planned to be removed in v1.39. It is recommended to specify other profile, for example "--profile=general".\n')
+    elif profile == "legacy" and (major, minor) >= (1, 32):  # kubernetes#127230
         err('--profile=legacy is deprecated and will be removed in the future. It is recommended to explicitly specify a profile, for example "--profile=general".\n')
     # Run
     results = []
@@ -1778,9 +1778,11 @@ def debug_start(job):
         return 0
     if not job["quiet"]:
         err("If you don't see a command prompt, try pressing enter.\n")
-    start = ["docker", "start", "--attach", "--sig-proxy=false"] + (["--interactive"] if job["interactive"] else [])
+    # `docker start -a` forwards the signals it gets to the container: keep it out of our process group
+    # (killing kubectl never kills the ephemeral container)
+    start = ["docker", "start", "--attach"] + (["--interactive"] if job["interactive"] else [])
     proc = subprocess.Popen(start + [rte["docker"]], stdin=None if job["interactive"] else subprocess.DEVNULL,
-                            stdout=None, stderr=subprocess.PIPE, bufsize=0)
+                            stdout=None, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
     _forward_signals([proc])
     held = bytearray()
     while True:
@@ -1934,7 +1936,10 @@ def cmd_port_forward(ctx):
     if lp["status"]["phase"] != "Running":
         raise Exit("error: unable to forward port because pod is not running. Current status=%s" % lp["status"]["phase"], 1)
     pname = pod["metadata"]["name"]
-    check_rbac(st, "create", RT_POD, pname, ns, "portforward")
+    try:
+        check_rbac(st, "create", RT_POD, pname, ns, "portforward")
+    except Exit as e:  # the dialer wraps it: "error upgrading connection: <status message>"
+        raise Exit("error: error upgrading connection: " + e.message.split(": ", 1)[1], 1)
     addrs = p.get("address") or ["localhost"]
     listen = {}
     for a in ",".join(addrs).split(","):
@@ -1944,7 +1949,7 @@ def cmd_port_forward(ctx):
             listen["::1"] = ("tcp6", "all")
         else:
             try:
-                ip = socket.inet_pton(socket.AF_INET, a) and a
+                socket.inet_pton(socket.AF_INET, a)
                 listen[a] = ("tcp4", "any")
             except OSError:
                 try:
@@ -2009,7 +2014,8 @@ def run_port_forward(pod, ports, addrs):
         out("Handling connection for %d\n" % local)
         try:
             proc = subprocess.Popen(["docker", "exec", "-i", sandbox, "python3", "-c", RELAY, str(remote)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                                    start_new_session=True)
         except OSError as e:
             err(klog_error("portforward.go:424", '"Unhandled Error" err="an error occurred forwarding %d -> %d: %s"' % (local, remote, e)))
             conn.close()
@@ -2020,7 +2026,7 @@ def run_port_forward(pod, ports, addrs):
         _children[:] = procs
         first = proc.stdout.read(1)
         if first != b"+":
-            rc = proc.wait()
+            proc.wait()
             emsg = proc.stderr.read().decode(errors="replace").strip()
             if "No such container" in emsg or "is not running" in emsg:
                 detail = 'failed to find sandbox "%s" in store: not found' % sandbox_id

@@ -1,0 +1,169 @@
+"""The user's Kubernetes journeys, end to end through the kubectl stand-in (pods = containers).
+
+The plugin runs unchanged: it finds `kubectl` on PATH. Every kubectl argv it emits is checked
+against the real kubectl client's flags at the end of each test.
+"""
+
+import json
+import signal
+import subprocess
+
+import pytest
+
+from kubectl_wand.dap import DAPClient
+from tests.conftest import WAND, breakpoint_line, wait_for_line
+from tests.kube.argv_check import check_argv
+
+
+def wand(cluster, *args, timeout=120):
+    return subprocess.run([WAND, *args], env=cluster.env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def checked(cluster):
+    """The cluster, plus a check that every kubectl call the plugin made is a real one."""
+    yield cluster
+    problems = []
+    for argv in cluster.argv_log():
+        problems += check_argv(argv)
+    assert problems == [], problems
+
+
+def http_get(cluster, pod, path="/x", port=8000):
+    return subprocess.run(
+        ["docker", "exec", cluster.docker_name(pod), "python3", "-c",
+         f"import urllib.request as u;print(u.urlopen('http://127.0.0.1:{port}{path}', "
+         "timeout=25).read().decode(), end='')"], capture_output=True, text=True, timeout=30)
+
+
+def helpers_of(cluster, pod):
+    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
+    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]
+
+
+def test_ps_deployment_three_replicas_and_multi_container_pod(checked):
+    c = checked
+    d = c.deployment("app", replicas=3, ready_line="READY")
+    m = c.deployment("multi", containers=[
+        {"name": "sidecar", "command": ["sleep", "3600"], "user": 1000},
+        {"name": "web", "command": ["python3", "/app/http_app.py", "8000"], "user": 1000}],
+        annotations={"kubectl.kubernetes.io/default-container": "web"}, ready_line=None)
+    cp = wand(c, "ps", "deploy/app")
+    assert cp.returncode == 0, cp.stderr
+    lines = [ln.split() for ln in cp.stdout.splitlines()[1:]]
+    assert sorted(ln[0] for ln in lines) == sorted(d.pods)
+    assert all(ln[1] == "app" and ln[3] == "yes" and ln[8].startswith("3.14") for ln in lines)
+    data = json.loads(wand(c, "ps", "deploy/multi", "-o", "json").stdout)
+    by_container = {item["container"]: item for item in data}
+    assert set(by_container) == {"sidecar", "web"}
+    assert by_container["web"]["processes"][0]["argv"][-2:] == ["/app/http_app.py", "8000"]
+    assert by_container["sidecar"]["processes"] == []  # no Python there: said, not a crash
+    assert "error" in by_container["sidecar"] or by_container["sidecar"]["processes"] == []
+    # listing never creates ephemeral containers
+    assert all(helpers_of(c, p) == [] for p in d.pods + m.pods)
+
+
+def test_attach_deployment_breakpoint_then_pod_replaced(checked):
+    c = checked
+    d = c.deployment("app", replicas=1, ready_line="READY")
+    line = breakpoint_line("http_app.py")
+    p = subprocess.Popen([WAND, "attach", "deploy/app", "--local-port", "0", "-o", "json"],
+                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
+        assert ready["target"] == f"pod/{d.pod}" and ready["pid"] == 1
+        dap = DAPClient("127.0.0.1", ready["port"])
+        dap.attach(breakpoints={"/app/http_app.py": [line]})
+        req = subprocess.Popen(["docker", "exec", c.docker_name(d.pod), "python3", "-c",
+                                "import urllib.request as u;print(u.urlopen("
+                                "'http://127.0.0.1:8000/k8s').read().decode())"],
+                               stdout=subprocess.PIPE, text=True)
+        stop = dap.stopped_locals(timeout=30)
+        assert stop["frame"]["line"] == line and stop["locals"]["greeting"] == "'hello /k8s'"
+        dap.request("continue", threadId=stop["thread"])
+        assert req.communicate(timeout=30)[0].startswith("hello /k8s")
+        dap.close()
+        assert len(helpers_of(c, d.pod)) == 1
+        # Rollout: the pod goes away, the plugin follows to the replacement, same local port.
+        new_pod = c.replace_pod(d.pod, ready_line="READY")
+        again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
+        assert again["reattach"] is True and again["target"] == f"pod/{new_pod}"
+        assert again["port"] == ready["port"]
+        dap = DAPClient("127.0.0.1", again["port"])
+        dap.attach(breakpoints={"/app/http_app.py": [line]})
+        req = subprocess.Popen(["docker", "exec", c.docker_name(new_pod), "python3", "-c",
+                                "import urllib.request as u;print(u.urlopen("
+                                "'http://127.0.0.1:8000/again').read().decode())"],
+                               stdout=subprocess.PIPE, text=True)
+        stop = dap.stopped_locals(timeout=30)
+        assert stop["locals"]["greeting"] == "'hello /again'"
+        dap.request("continue", threadId=stop["thread"])
+        req.communicate(timeout=30)
+        dap.close()
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=60)
+    err = p.stderr.read()
+    assert rc == 0, err
+    assert "waiting for its replacement" in err and "Detached" in err
+    # The debug server is gone from the pod after detach.
+    tcp = subprocess.run(["docker", "exec", c.docker_name(new_pod), "cat", "/proc/net/tcp"],
+                         capture_output=True, text=True).stdout
+    assert ":162F " not in tcp  # 5679
+
+
+def test_exec_on_service_reuses_one_helper(checked):
+    c = checked
+    d = c.deployment("web", replicas=1, ready_line="READY", labels={"app": "web"})
+    c.service("web-svc", selector={"app": "web"})
+    for i in range(3):
+        cp = wand(c, "exec", "svc/web-svc", "-c", f"print('run', {i})")
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == f"run {i}\n"
+    assert len(helpers_of(c, d.pod)) == 1  # ephemeral containers are forever: reuse them
+    debug_calls = [a for a in c.argv_log() if "debug" in a]
+    assert len(debug_calls) == 1
+    assert "--profile=general" in debug_calls[0]
+    assert http_get(c, d.pod).stdout.startswith("hello")
+
+
+@pytest.mark.parametrize("case", ["not-found", "bad-kind", "psa", "rbac-ephemeral",
+                                  "no-ephemeral", "image-pull", "py313", "context"])
+def test_kubernetes_failures_read_well(checked, case):
+    c = checked
+    args = ["exec", "deploy/app", "-c", "print(1)"]
+    if case == "not-found":
+        expect = ['deployments.apps "app" not found', "hint:"]
+    elif case == "bad-kind":
+        args = ["exec", "cronjob/app", "-c", "print(1)"]
+        expect = ["unsupported target kind"]
+    elif case == "context":
+        args += ["--context", "nope"]
+        expect = ['context "nope" does not exist', "kubectl config get-contexts"]
+    else:
+        ns = "default"
+        if case == "psa":
+            ns = c.namespace("locked", labels={"pod-security.kubernetes.io/enforce": "baseline"})
+            args += ["-n", ns]
+            expect = ["Pod Security", "SYS_PTRACE", "pod-security.kubernetes.io/enforce=privileged"]
+        elif case == "rbac-ephemeral":
+            c.forbid("pods/ephemeralcontainers")
+            expect = ["pods/ephemeralcontainers",
+                      "kubectl auth can-i patch pods --subresource=ephemeralcontainers"]
+        elif case == "no-ephemeral":
+            c.set(no_ephemeral=True)
+            expect = ["ephemeral containers"]
+        elif case == "image-pull":
+            args += ["--image", "registry.invalid/nope:1"]
+            expect = ["cannot start", "ImagePullBackOff" if False else "ErrImagePull", "--image"]
+        elif case == "py313":
+            expect = ["Python 3.13", "3.14"]
+        image = "wand-bed/py313:latest" if case == "py313" else None
+        c.deployment("app", ns=ns, ready_line="READY",
+                     containers=[{"name": "app", "command": ["python3", "/app/http_app.py"],
+                                  "user": 1000, **({"image": image} if image else {})}])
+    cp = wand(c, *args)
+    assert cp.returncode != 0
+    for text in expect:
+        assert text in cp.stderr, cp.stderr
