@@ -47,16 +47,21 @@ def wand(*args, timeout=60, input=None, env=None):
                           input=input, env=env)
 
 
+_line_queues = {}
+
+
 def wait_for_line(stream, pred, timeout):
     """Read lines from a pipe until pred(line) holds; returns the line (or raises)."""
-    q = queue.Queue()
+    q = _line_queues.get(id(stream))
+    if q is None:  # one reader per stream, so later calls see the lines after this one
+        q = _line_queues[id(stream)] = queue.Queue()
 
-    def pump():
-        for line in stream:
-            q.put(line)
-        q.put(None)
+        def pump():
+            for line in stream:
+                q.put(line)
+            q.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     seen = []
     while True:

@@ -114,8 +114,9 @@ class KubernetesBackend(Backend):
         text = text.strip()
         low = text.lower()
         ns = self.ns_flag(ns)
-        if "context" in low and "does not exist" in low:
-            return WandError(text.removeprefix("error: "),
+        if "context was not found" in low or ("context" in low and "does not exist" in low):
+            return WandError(f'kubeconfig context "{self.opts.get("context")}" does not exist '
+                             f"({text.removeprefix('error: ')})",
                              "`kubectl config get-contexts` lists the contexts", code="context")
         if "(notfound)" in low or "not found" in low:
             m = re.search(r'Error from server \(NotFound\): (.*)', text)
@@ -369,6 +370,7 @@ class PortForward:
                  timeout: float = 30.0):
         self.backend, self.box, self.remote_port = backend, box, remote_port
         self.closed = False
+        self.dead = False
         self.restarts = 0
         self.on_restart = None
         self.proc = None
@@ -420,7 +422,8 @@ class PortForward:
                 if self.on_restart:
                     self.on_restart(self.restarts)
             except WandError:
-                return  # the session notices the pod is gone and says so
+                self.dead = True  # the pod is gone: the attach loop follows to its replacement
+                return
 
     def close(self):
         self.closed = True

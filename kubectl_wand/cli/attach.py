@@ -102,7 +102,7 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                                              if keep else "detach."))
         while True:
             ev = att.wait()
-            if ev.get("event") in ("target-exited", "closed"):
+            if ev.get("event") in ("target-exited", "closed") or getattr(fwd, "dead", False):
                 return {"what": f"process {proc.pid} in {box.display}",
                         "local_port": fwd.local_port, "pid": proc.pid}
     except KeyboardInterrupt:

@@ -178,8 +178,13 @@ class Attachment:
                         "see the target's stderr for a traceback", code="listen-failed")
 
     def wait(self, poll: float = 0.5) -> dict:
-        """Block until the injector reports something on its own (target exit) or closes."""
-        ev = self.session.wait_idle(poll)
+        """The injector's next unsolicited event (target exit, closed), or idle after ``poll``."""
+        import queue
+
+        try:
+            ev = self.session.chan.events.get(timeout=poll)
+        except queue.Empty:
+            return {"event": "idle"}
         return ev if ev is not CLOSED else {"event": "closed"}
 
     def detach(self) -> Optional[dict]:
@@ -187,6 +192,8 @@ class Attachment:
             self.session.chan.send({"op": "leave"})
             self.session.chan.close()
             return None
+        # Bounded: a user pressing Ctrl-C wants out, even if the pod is unreachable.
+        self.session.timeout = min(self.session.timeout, 15.0)
         events = self.session.request("detach", {}, final=True)
         self.session.chan.close()
         return next((e for e in events if e.get("event") == "detached"), None)

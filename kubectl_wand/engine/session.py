@@ -187,14 +187,6 @@ class Session:
                 raise_for(ev)
         return events
 
-    def wait_idle(self, poll: float = 0.5):
-        """Block while the injector idles; returns its next unsolicited event (or CLOSED)."""
-        while True:
-            try:
-                return self.chan.events.get(timeout=poll)
-            except queue.Empty:
-                continue
-
     def close(self):
         if self.chan:
             self.chan.send({"op": "close"})

@@ -1368,8 +1368,22 @@ def run_exec(dname, cname, command, stdin, tty):
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()
+    gone = threading.Event()
+
+    def watch_container():
+        # `docker exec -i` outlives a removed container (it waits on stdin); real kubectl's
+        # stream ends when the pod goes away, with the process killed (137).
+        subprocess.run(["docker", "wait", dname], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if proc.poll() is None:
+            gone.set()
+            with contextlib.suppress(Exception):
+                proc.kill()
+
+    threading.Thread(target=watch_container, daemon=True).start()
     _forward_signals([proc])
     rc = proc.wait()
+    if gone.is_set():
+        rc = 137
     t.join(5)
     if held:
         msg = held.decode(errors="replace").strip()
@@ -2009,6 +2023,13 @@ def run_port_forward(pod, ports, addrs):
     lost = threading.Event()
     procs = []
     lock = threading.Lock()
+
+    def watch_pod():
+        # Real kubectl loses its stream when the pod goes away; `docker wait` is that signal.
+        subprocess.run(["docker", "wait", sandbox], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lost.set()
+
+    threading.Thread(target=watch_pod, daemon=True).start()
 
     def handle(conn, local, remote):
         out("Handling connection for %d\n" % local)
