@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import pytest
@@ -47,14 +48,14 @@ def wand(*args, timeout=60, input=None, env=None):
                           input=input, env=env)
 
 
-_line_queues = {}
+_line_queues = weakref.WeakKeyDictionary()
 
 
 def wait_for_line(stream, pred, timeout):
     """Read lines from a pipe until pred(line) holds; returns the line (or raises)."""
-    q = _line_queues.get(id(stream))
+    q = _line_queues.get(stream)
     if q is None:  # one reader per stream, so later calls see the lines after this one
-        q = _line_queues[id(stream)] = queue.Queue()
+        q = _line_queues[stream] = queue.Queue()
 
         def pump():
             for line in stream:

@@ -57,7 +57,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
         if gone is None:
             return
         local_port = gone["local_port"]
-        if no_follow or parsed.backend == "local" or (parsed.kind == "pod"):
+        if no_follow or parsed.backend == "local":
             raise WandError(f"{gone['what']} went away; the session is over",
                             "attach again when it is back", code="target-exited")
         status(f"{gone['what']} went away; waiting for its replacement…")
@@ -137,6 +137,10 @@ def _wait_replacement(backend, parsed, old_box, gone, timeout=FOLLOW_TIMEOUT):
                    for p in procs):
                 return boxes
         except WandError as e:
+            if e.code in ("not-found", "not-running") and parsed.kind in (None, "pod"):
+                raise WandError(f"{old_box.display} is gone, and nothing replaces a single "
+                                "pod or container", "attach again when it is back",
+                                code="target-exited")
             last = e
         time.sleep(delay)  # polling the cluster/engine for a replacement (a real signal)
         delay = min(delay * 1.5, 2.0)

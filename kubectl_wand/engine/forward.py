@@ -89,6 +89,11 @@ class StdioForwarder:
     def close(self):
         self.closed = True
         try:
+            # close() alone leaves the port bound while accept() blocks in another thread
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self.sock.close()
         except OSError:
             pass

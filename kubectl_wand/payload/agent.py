@@ -221,6 +221,24 @@ def _check_port_free(host, port):
         s.close()
 
 
+class Foreign(Exception):
+    """The app itself already called debugpy.listen()."""
+
+
+def _listen(debugpy, host, port):
+    try:
+        debugpy.configure(subProcess=False)  # so that a later detach can stop it for good
+    except Exception:
+        pass  # configure() refuses after listen(): the app started debugpy itself
+    _check_port_free(host, port)
+    try:
+        debugpy.listen((host, port), in_process_debug_adapter=True)
+    except RuntimeError as e:
+        if "already been called" in str(e):
+            raise Foreign()
+        raise
+
+
 def do_attach(chan, params):
     st = state()
     host, port = "127.0.0.1", int(params.get("port", 5679))
@@ -236,21 +254,10 @@ def do_attach(chan, params):
                 os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
             try:
                 debugpy = _debugpy(params)
+                _listen(debugpy, host, port)
             finally:
                 if quiet:
                     os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
-            try:
-                debugpy.configure(subProcess=False)
-            except Exception:
-                pass  # configure() refuses after listen(): the app started debugpy itself
-            _check_port_free(host, port)
-            try:
-                debugpy.listen((host, port), in_process_debug_adapter=True)
-            except RuntimeError as e:
-                if "already been called" in str(e):
-                    chan.send("listening", host=host, port=None, reused=True, foreign=True)
-                    return
-                raise
             pydevd = sys.modules.get("pydevd")
             st.debug = {"host": host, "port": port, "lib": params.get("debugpy_dir"),
                         "since": time.time(),
@@ -261,6 +268,8 @@ def do_attach(chan, params):
             chan.send("waiting")
             chan.close()
             debugpy.wait_for_client()
+    except Foreign:
+        chan.send("listening", host=host, port=None, reused=True, foreign=True)
     except OSError as e:
         chan.send("error", code="port-busy" if e.errno == 98 else "listen-failed",
                   message="debugpy could not listen on %s:%d in the target: %s"

@@ -204,3 +204,21 @@ def test_blocked_main_thread_with_python_signal_handler(app):
     cp = wand("exec", f"docker/{c.name}", "--ack-timeout", "1", "-c", "print(1)")
     assert cp.returncode == 1
     assert "SIGUSR1" in cp.stderr  # the hint names the signal the app handles in Python
+
+
+def test_attach_follows_a_reloaded_worker(app):
+    from tests.conftest import wait_for_line
+
+    c = app("sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app --host 127.0.0.1 "
+            "--port 8001 --reload", ready="Application startup complete")
+    with Attached(f"docker/{c.name}", "--local-port", "0") as a:
+        first = a.info["pid"]
+        assert first != 1  # the worker, not the reloader
+        # A code change: the reloader replaces its worker; the session follows it.
+        assert c.sh("touch", "/app/asgi_app.py", user="0").returncode == 0
+        again = json.loads(wait_for_line(a.proc.stdout, lambda s: s.startswith("{"), 90))
+        assert again["reattach"] is True and again["pid"] != first
+        assert again["port"] == a.port
+        rc, err = a.stop()
+    assert rc == 0, err
+    assert "went away; waiting for its replacement" in err

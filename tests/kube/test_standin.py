@@ -426,3 +426,29 @@ def test_argv_log_and_close_removes_everything(cluster):
     assert len(names) == 3 and any(n.endswith("-e1") for n in names)  # sandbox, main, ephemeral
     cluster.close()
     assert cluster.containers() == []
+
+
+def test_streams_end_when_the_pod_goes(cluster):
+    p = cluster.pod("gone", containers=[SLEEP])
+    procs = {
+        "exec": subprocess.Popen([cluster.kubectl, "exec", "-i", "gone", "--", "cat"], env=cluster.env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+        "debug": subprocess.Popen([cluster.kubectl, "debug", "gone", "--target=main", *GENERAL, "-q", "-c", "att",
+                                   "-i", "--", "cat"], env=cluster.env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+    }
+    try:
+        cluster.wait_ephemeral(p.pod, "att", "running")
+        procs["exec"].stdin.write(b"ping\n")
+        procs["exec"].stdin.flush()
+        assert procs["exec"].stdout.readline() == b"ping\n"
+        cluster.delete_pod(p.pod)
+        assert procs["exec"].wait(timeout=20) == 137
+        assert procs["exec"].stderr.read().endswith(b"command terminated with exit code 137\n")
+        assert procs["debug"].wait(timeout=20) == 0
+    finally:
+        for pr in procs.values():
+            if pr.poll() is None:
+                pr.kill()
+            pr.wait()
+    assert cluster.containers() == []

@@ -1368,21 +1368,13 @@ def run_exec(dname, cname, command, stdin, tty):
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()
-    gone = threading.Event()
-
-    def watch_container():
-        # `docker exec -i` outlives a removed container (it waits on stdin); real kubectl's
-        # stream ends when the pod goes away, with the process killed (137).
-        subprocess.run(["docker", "wait", dname], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if proc.poll() is None:
-            gone.set()
-            with contextlib.suppress(Exception):
-                proc.kill()
-
-    threading.Thread(target=watch_container, daemon=True).start()
     _forward_signals([proc])
+    # `docker exec -i` outlives a removed container (it waits on stdin); real kubectl's
+    # stream ends when the pod goes away, with the process killed (137).
+    watch = end_streams_when_stopped(dname, [proc], grace=0.5)
     rc = proc.wait()
-    if gone.is_set():
+    stop_waiter(watch)
+    if watch["dead"] and rc != 0:
         rc = 137
     t.join(5)
     if held:
@@ -1398,8 +1390,59 @@ def run_exec(dname, cname, command, stdin, tty):
 _children = []
 
 
+def end_streams_when_stopped(container, procs, grace=1.0, wait_running=False, on_dead=None):
+    """What the kubelet does to exec/attach/port-forward streams: when `container` stops or is removed,
+    they end (a docker exec/attach client whose container is force-removed hangs on stdin instead).
+    The `docker wait` helper is tracked so that it never outlives this process (stop_waiter).
+    Returns a state dict: "dead" once the container stopped."""
+    state = {"dead": False, "waiter": None}
+
+    def run():
+        if wait_running:  # `docker wait` returns at once for a created-but-not-started container
+            while all(p.poll() is None for p in procs):
+                r = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                if r.stdout.strip() == b"true" or r.returncode != 0:
+                    break
+                time.sleep(0.05)
+        try:
+            w = subprocess.Popen(["docker", "wait", container], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            return
+        state["waiter"] = w
+        _children.append(w)
+        w.wait()
+        if state.get("stopped"):
+            return
+        state["dead"] = True
+        if on_dead:
+            on_dead()
+        deadline = time.monotonic() + grace
+        for p in list(procs):
+            while p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if p.poll() is None:
+                with contextlib.suppress(Exception):
+                    p.kill()
+
+    threading.Thread(target=run, daemon=True).start()
+    return state
+
+
+def stop_waiter(state):
+    state["stopped"] = True
+    w = state.get("waiter")
+    if w is not None and w.poll() is None:
+        with contextlib.suppress(Exception):
+            w.kill()
+            w.wait()
+
+
 def _forward_signals(procs):
-    _children[:] = procs
+    for p in procs:
+        if p not in _children:
+            _children.append(p)
 
     def on_term(signum, frame):
         for pr in _children:
@@ -1798,6 +1841,7 @@ def debug_start(job):
     proc = subprocess.Popen(start + [rte["docker"]], stdin=None if job["interactive"] else subprocess.DEVNULL,
                             stdout=None, stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
     _forward_signals([proc])
+    watch = end_streams_when_stopped(rte["docker"], [proc], grace=2.0, wait_running=True)
     held = bytearray()
     while True:
         d = os.read(proc.stderr.fileno(), 65536)
@@ -1811,6 +1855,7 @@ def debug_start(job):
             continue
         os.write(2, d)
     proc.wait()
+    stop_waiter(watch)
     if tty and not job["quiet"]:
         out("Session ended, the ephemeral container will not be restarted but may be reattached using "
             "'kubectl attach %s -c %s -i -t' if it is still running\n" % (pname, name))
@@ -2024,12 +2069,8 @@ def run_port_forward(pod, ports, addrs):
     procs = []
     lock = threading.Lock()
 
-    def watch_pod():
-        # Real kubectl loses its stream when the pod goes away; `docker wait` is that signal.
-        subprocess.run(["docker", "wait", sandbox], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lost.set()
-
-    threading.Thread(target=watch_pod, daemon=True).start()
+    # The pod going away ends the stream: kubectl exits with "lost connection to pod".
+    pod_watch = end_streams_when_stopped(sandbox, procs, grace=0.2, on_dead=lost.set)
 
     def handle(conn, local, remote):
         out("Handling connection for %d\n" % local)
@@ -2044,7 +2085,7 @@ def run_port_forward(pod, ports, addrs):
             return
         with lock:
             procs.append(proc)
-        _children[:] = procs
+        _children.append(proc)
         first = proc.stdout.read(1)
         if first != b"+":
             proc.wait()
@@ -2104,6 +2145,7 @@ def run_port_forward(pod, ports, addrs):
                 threading.Thread(target=handle, args=(conn, local, remote), daemon=True).start()
 
     def on_int(signum, frame):
+        stop_waiter(pod_watch)
         for pr in list(procs):
             with contextlib.suppress(Exception):
                 pr.kill()
@@ -2114,6 +2156,7 @@ def run_port_forward(pod, ports, addrs):
     t = threading.Thread(target=accept_loop, daemon=True)
     t.start()
     lost.wait()
+    stop_waiter(pod_watch)
     for s, _ in listeners:
         with contextlib.suppress(Exception):
             s.close()
