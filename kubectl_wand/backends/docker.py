@@ -79,8 +79,24 @@ class DockerBackend(Backend):
         if "No such container" in stderr or "is not running" in stderr or \
                 "no such container" in stderr:
             self.start_helper(box)
+            self.wait_helper(box)
             return True
         return False
+
+    def wait_helper(self, box: Box, timeout: float = 30.0):
+        """Until the helper runs: another command may have just created it."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cp = run([self.runtime, "inspect", "-f", "{{.State.Running}}",
+                      self.helper_name(box)], timeout=10)
+            if cp.stdout.strip() == b"true":
+                return
+            if cp.returncode != 0 and b"No such" in cp.stderr:
+                self.start_helper(box)  # it was on its way out (idle expiry): start anew
+            time.sleep(0.05)  # polling the engine for the container state
+        raise WandError("the helper container did not start", code="helper")
 
     def explain_failure(self, box, stderr):
         if "executable file not found" in stderr:

@@ -229,7 +229,8 @@ class KubernetesBackend(Backend):
                                "age": age(meta.get("creationTimestamp"))}})
 
     def resolve(self, target) -> List[Box]:
-        """Pods/containers for the target: every running one for `ps`; one for attach/exec."""
+        """Pods/containers for the target: every running one for `ps`; one for attach/exec
+        (the newest ready pod), or every ready one with the ``all_ready`` option."""
         pods = self.pods_for(target)
         if self.opts.get("pod"):
             pods = [p for p in pods if p["metadata"]["name"] == self.opts["pod"]]
@@ -256,6 +257,9 @@ class KubernetesBackend(Backend):
             raise WandError(f"no ready pods for {target}: {states}",
                             "wait for the rollout (`kubectl rollout status`) or pick one with "
                             "--pod", code="no-ready-pods")
+        if self.opts.get("all_ready"):  # exec --all and friends: every ready replica
+            return [self.box(p, default_container(p, self.opts.get("container")))
+                    for p in sorted(ready, key=lambda p: p["metadata"]["name"])]
         newest = max(ready, key=lambda p: p["metadata"].get("creationTimestamp") or "")
         return [self.box(newest, default_container(newest, self.opts.get("container")))]
 

@@ -13,6 +13,10 @@ COMMANDS = {
     "attach": "kubectl_wand.cli.attach",
     "exec": "kubectl_wand.cli.exec",
     "demo": "kubectl_wand.cli.demo",
+    "loglevel": "kubectl_wand.cli.loglevel",
+    "stacks": "kubectl_wand.cli.stacks",
+    "validate": "kubectl_wand.cli.validate",
+    "completion": "kubectl_wand.cli.completion",
 }
 
 
@@ -58,6 +62,12 @@ def render_error(e: WandError):
 
 
 def main():
+    if sys.argv[1:2] == ["__complete"] or os.path.basename(sys.argv[0]).startswith(
+            "kubectl_complete-"):  # kubectl's plugin completion protocol, without click
+        from kubectl_wand import completion
+
+        sys.exit(completion.main(sys.argv[2:] if sys.argv[1:2] == ["__complete"]
+                                 else sys.argv[1:]))
     try:
         cli.main(prog_name=prog_name(), standalone_mode=False)
     except WandError as e:

@@ -7,6 +7,7 @@ import click
 
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
+from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
 
@@ -23,9 +24,11 @@ from kubectl_wand.errors import UsageError, WandError
               help="Characters of output brought back; more is cut with a note.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@fanout_options
 @target_options(short_container=False)
 @kube_options
-def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, pid, **opts):
+def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, pid,
+            all_ready, all_processes, max_parallel, **opts):
     """Run Python code inside a live process and bring back its output and exit status.
 
     The code runs in a thread of the target (its main thread only starts it), with globals
@@ -37,6 +40,9 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
                          "e.g. kubectl wand exec deploy/app -c 'print(1)'")
     source = ops.read_script(path) if path else code.encode()
     filename = path if path and path != "-" else "<kubectl-wand -c>"
+    if all_ready or all_processes:
+        return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
+                        quiet, pid, all_ready, all_processes, max_parallel, opts)
     _, backend, boxes = resolve(target, opts)
     box = boxes[0]
     session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
@@ -79,3 +85,24 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
         raise WandError("the injected code reported no result", "see the target's stderr",
                         code="no-result")
     raise SystemExit(res.status or 0)
+
+
+def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output, quiet, pid,
+             all_ready, all_processes, max_parallel, opts):
+    """exec --all / --all-processes: every unit in parallel, results grouped, a summary."""
+    from kubectl_wand.cli import fanout as render
+    from kubectl_wand.engine import fanout
+
+    opts["all_ready"] = all_ready
+    _, backend, boxes = resolve(target, opts)
+    units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
+    if not quiet and output == "text":
+        status(f"Running in {len(units)} target(s), at most {max_parallel} at a time")
+    results = fanout.run_all(backend, units,
+                             fanout.exec_work(source, filename, timeout, max_output, ack_timeout),
+                             max_parallel, signal=opts.get("nudge"))
+    if output == "json":
+        render.render_json(results)
+    else:
+        render.render_text(results)
+    raise SystemExit(render.exit_status(results))

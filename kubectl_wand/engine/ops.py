@@ -14,9 +14,10 @@ MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
 def pick_process(procs: List[Proc], pid: Optional[int],
-                 ask: Optional[Callable[[List[Proc]], Proc]] = None) -> Choice:
+                 ask: Optional[Callable[[List[Proc]], Proc]] = None,
+                 remote_exec: bool = True) -> Choice:
     """choose() plus the interactive fallback; without ``ask`` ambiguity is an error."""
-    c = choose(procs, pid)
+    c = choose(procs, pid, remote_exec)
     if c.proc is not None:
         return c
     if ask is not None:
@@ -52,17 +53,24 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
     return "SIG" + choice
 
 
-def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto"):
-    """A session with a process chosen and the injector switched to its interpreter."""
+def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
+                 remote_exec=True):
+    """A session with a process chosen and the injector switched to its interpreter.
+
+    ``remote_exec=False`` (stacks: memory reads only) also accepts a process whose remote
+    debugging is disabled."""
+    if pid is None:
+        pid = box.extra.get("pid")  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
     procs = s.open("inject")
     try:
-        choice = pick_process(procs, pid, ask)
-        if choice.proc.blocker:
+        choice = pick_process(procs, pid, ask, remote_exec)
+        if choice.proc.blocker_for(remote_exec):
             from kubectl_wand.engine.procs import hint_for
 
-            raise WandError(f"cannot attach to PID {choice.proc.pid}: {choice.proc.blocker}",
+            raise WandError(f"cannot attach to PID {choice.proc.pid}: "
+                            f"{choice.proc.blocker_for(remote_exec)}",
                             hint_for(choice.proc), code="not-attachable")
         s.signal = nudge_signal(choice.proc, signal)
         s.select(choice.proc.pid)

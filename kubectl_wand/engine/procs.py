@@ -57,6 +57,11 @@ class Proc:
     @property
     def blocker(self) -> Optional[str]:
         """Why this process cannot be attached, or None."""
+        return self.blocker_for(remote_exec=True)
+
+    def blocker_for(self, remote_exec: bool = True) -> Optional[str]:
+        """Why this process cannot be worked on, or None. ``remote_exec=False``: only memory
+        is read (stacks), which works with remote debugging disabled."""
         if self.state == "Z":
             return "zombie"
         if not self.readable:
@@ -65,7 +70,7 @@ class Proc:
             return "not Python"
         if self.version_tuple < MIN_PYTHON:
             return f"Python {self.python} < 3.14"
-        if self.remote_debug is False:
+        if self.remote_debug is False and remote_exec:
             return f"remote debugging disabled ({self.remote_debug_off_by})"
         return None
 
@@ -134,8 +139,8 @@ def assign_roles(procs: List[Proc]) -> List[Proc]:
     return procs
 
 
-def attachable(procs: List[Proc]) -> List[Proc]:
-    return [p for p in procs if p.blocker is None]
+def attachable(procs: List[Proc], remote_exec: bool = True) -> List[Proc]:
+    return [p for p in procs if p.blocker_for(remote_exec) is None]
 
 
 @dataclass
@@ -145,7 +150,7 @@ class Choice:
     candidates: List[Proc]
 
 
-def choose(procs: List[Proc], pid: Optional[int] = None) -> Choice:
+def choose(procs: List[Proc], pid: Optional[int] = None, remote_exec: bool = True) -> Choice:
     """Pick the process to act on; ``proc`` is None when the choice is ambiguous."""
     if pid is not None:
         match = [p for p in procs if p.pid == pid]
@@ -159,9 +164,9 @@ def choose(procs: List[Proc], pid: Optional[int] = None) -> Choice:
         raise WandError("no Python process found in the target",
                         "is the app running? `kubectl wand ps` shows what is there",
                         code="no-python")
-    ok = attachable(pythons)
+    ok = attachable(pythons, remote_exec)
     if not ok:
-        reasons = "; ".join(f"PID {p.pid}: {p.blocker}" for p in pythons)
+        reasons = "; ".join(f"PID {p.pid}: {p.blocker_for(remote_exec)}" for p in pythons)
         raise WandError(f"no attachable Python process in the target ({reasons})",
                         hint_for(pythons[0]), code="not-attachable")
     workers = [p for p in ok if p.role == "worker"]

@@ -27,10 +27,13 @@ class Channel:
         except FileNotFoundError:
             raise WandError(f"{argv[0]} not found on PATH",
                             f"install {argv[0]} or put it on PATH", code="no-tool")
+        except OSError as e:
+            raise WandError(f"cannot run {argv[0]}: {e.strerror}", code="no-tool")
         self.events: "queue.Queue[dict]" = queue.Queue()
         self.stderr: List[str] = []
         threading.Thread(target=self._read_out, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self._err_thread = threading.Thread(target=self._read_err, daemon=True)
+        self._err_thread.start()
         self._wlock = threading.Lock()
 
     def _read_out(self):
@@ -71,6 +74,7 @@ class Channel:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
+        self._err_thread.join(timeout=2)  # all of it, not what happened to be read so far
         return "\n".join(s for s in self.stderr if s).strip()
 
     def close(self, timeout=5.0):

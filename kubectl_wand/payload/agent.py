@@ -76,7 +76,8 @@ def run(params):
               python=sys.version.split()[0])
     audit(params)
     op = params["op"]
-    work = {"exec": do_exec, "attach": do_attach, "detach": do_detach}.get(op)
+    work = {"exec": do_exec, "attach": do_attach, "detach": do_detach,
+            "loglevel": do_loglevel}.get(op)
     if work is None:
         chan.send("error", code="bad-op", message="unknown operation %r" % op)
         chan.close()
@@ -330,7 +331,116 @@ def do_detach(chan, params):
                 f = getattr(mod, "__file__", None) or ""
                 if f.startswith(lib + "/") or name.startswith(PYDEVD_MODULES):
                     del sys.modules[name]
-        if not st.routers:
+        if not st.routers and not getattr(st, "reverts", None):
             sys.modules.pop(STATE_MODULE, None)
     chan.send("detached", was_attached=True, lib=lib)
     chan.close()
+
+
+# ---------------------------------------------------------------- log levels
+
+def _level_name(level):
+    import logging
+
+    name = logging.getLevelName(level)
+    return name if isinstance(name, str) and not name.startswith("Level ") else str(level)
+
+
+def _get_logger(key):
+    import logging
+
+    return logging.getLogger() if key == "root" else logging.getLogger(key)
+
+
+def _filters(logger, level):
+    """Handlers on the way up that would still drop records at ``level``."""
+    import logging
+
+    out, seen_handler, c = [], False, logger
+    while c is not None:
+        for h in c.handlers:
+            seen_handler = True
+            if h.level > level:
+                out.append("%s on logger %s is at %s" % (type(h).__name__, c.name,
+                                                         _level_name(h.level)))
+        if not c.propagate:
+            break
+        c = c.parent
+    if not seen_handler and logging.lastResort is not None and logging.lastResort.level > level:
+        out.append("no handler is configured: only %s and above reach stderr"
+                   % _level_name(logging.lastResort.level))
+    return out
+
+
+def _revert(key, level, token):
+    st = state()
+    with st.log_lock:
+        entry = st.reverts.get(key)
+        if entry is None or entry["token"] != token:
+            return  # replaced or cancelled by a later loglevel call
+        del st.reverts[key]
+        _get_logger(key).setLevel(level)
+    line = "[kubectl-wand] %s pid=%d loglevel reverted: %s -> %s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), key, _level_name(level))
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def do_loglevel(chan, params):
+    """Set loggers' levels (JSON data: names and an int); optionally revert after a while with
+    a daemon timer kept in the state module, so a later call cancels or replaces it."""
+    import logging
+
+    try:
+        level = params.get("level")
+        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+            raise ValueError("the level must be a non-negative integer, got %r" % (level,))
+        for_seconds = params.get("for_seconds")
+        if for_seconds is not None and (isinstance(for_seconds, bool) or
+                                        not isinstance(for_seconds, (int, float)) or
+                                        for_seconds <= 0):
+            raise ValueError("for_seconds must be a positive number")
+        names = params.get("loggers") or ["root"]
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError("logger names must be strings")
+        st = state()
+        if not hasattr(st, "reverts"):
+            st.reverts = {}
+            st.log_lock = threading.Lock()
+        results = []
+        with st.log_lock:
+            for name in names:
+                key = "root" if name in ("", "root") else name
+                existed = key == "root" or isinstance(
+                    logging.Logger.manager.loggerDict.get(key), logging.Logger)
+                lg = _get_logger(key)
+                previous, effective = lg.level, lg.getEffectiveLevel()
+                item = {"logger": key, "existed": existed, "previous": _level_name(previous),
+                        "previous_effective": _level_name(effective), "level": _level_name(level),
+                        "reverts_to": None, "reverts_in": None, "replaced_revert": None}
+                original = previous
+                pending = st.reverts.pop(key, None)
+                if pending is not None:
+                    pending["timer"].cancel()
+                    original = pending["level"]  # the level from before any temporary change
+                    item["replaced_revert"] = _level_name(original)
+                lg.setLevel(level)
+                if for_seconds:
+                    token = object()
+                    t = threading.Timer(for_seconds, _revert, args=(key, original, token))
+                    t.daemon = True
+                    t.name = "kubectl-wand-loglevel-revert"
+                    st.reverts[key] = {"timer": t, "level": original, "token": token,
+                                       "at": time.time() + for_seconds}
+                    t.start()
+                    item["reverts_to"], item["reverts_in"] = _level_name(original), for_seconds
+                item["filtered_by"] = _filters(lg, level)
+                results.append(item)
+        chan.send("loglevel", loggers=results)
+    except Exception as e:
+        chan.send("error", code="loglevel-failed", message="%s: %s" % (type(e).__name__, e))
+    finally:
+        chan.close()

@@ -123,7 +123,7 @@ def probe_version(pid, exe):
 
     try:
         out = subprocess.run(
-            [exe, "-I", "-S", "-c", VERSION_PROBE],
+            [exe, "-I", "-S", "-c", VERSION_PROBE, "kubectl-wand-probe"],
             preexec_fn=lambda: enter_root(pid),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             timeout=5, check=True,
@@ -262,6 +262,70 @@ def check_target(info, procs):
         raise Fail("not-python", "process %d (%s) is not a Python process" % (pid, info["name"]),
                    "`kubectl wand ps` lists the Python processes")
     return pid
+
+
+def environment_checks(procs):
+    """What `validate` needs beyond the process table: our ptrace rights and, per Python
+    process, a staging directory that would work. Writes nothing but an empty probe directory
+    (removed at once), and only when running as root, as the real injection would."""
+    facts = {"uid": os.getuid(), "cap_sys_ptrace": None, "cap_sys_chroot": None,
+             "ptrace_scope": None, "staging": {}}
+    try:
+        for line in _read(PROC + "/self/status").splitlines():
+            if line.startswith("CapEff:"):
+                caps = int(line.split()[1], 16)
+                facts["cap_sys_ptrace"] = bool(caps & (1 << 19))
+                facts["cap_sys_chroot"] = bool(caps & (1 << 18))
+    except (OSError, ValueError):
+        pass
+    try:
+        facts["ptrace_scope"] = int(_read(PROC + "/sys/kernel/yama/ptrace_scope").strip())
+    except (OSError, ValueError):
+        pass  # no Yama: classic ptrace rules
+    for info in procs:
+        if info.get("python") and info.get("state") != "Z":
+            facts["staging"][str(info["pid"])] = staging_check(info)
+    return facts
+
+
+def staging_check(info):
+    """The first usable staging base for this process, as make_stage_dir would pick it."""
+    pid, uid, gid = info["pid"], info["uid"], info["gid"]
+    if not info.get("readable", True):
+        return {"ok": None, "dir": None, "tried": ["cannot see the target's filesystem"]}
+    root = "" if same_root(pid) else PROC + "/%d/root" % pid
+    tried = []
+    for base in [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]:
+        if not base or not SAFE_PATH.match(base) or ".." in base.split("/"):
+            continue
+        path = root + base
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            tried.append("%s (%s)" % (base, e.strerror))
+            continue
+        if not stat.S_ISDIR(st.st_mode) or not _searchable_by(st, uid, gid):
+            tried.append("%s (not a usable directory)" % base)
+            continue
+        try:
+            if os.statvfs(path).f_flag & getattr(os, "ST_RDONLY", 1):
+                tried.append("%s (read-only file system)" % base)
+                continue
+        except OSError:
+            pass
+        if os.getuid() == 0:
+            probe = path.rstrip("/") + "/.kubectl-wand-check-" + secrets.token_hex(4)
+            try:
+                os.mkdir(probe, 0o700)
+                os.rmdir(probe)
+            except OSError as e:
+                tried.append("%s (%s)" % (base, e.strerror))
+                continue
+        elif os.getuid() == uid and not os.access(path, os.W_OK | os.X_OK):
+            tried.append("%s (not writable)" % base)
+            continue
+        return {"ok": True, "dir": base, "tried": tried}
+    return {"ok": False, "dir": None, "tried": tried}
 
 
 # ---------------------------------------------------------------- staging (stage 2)
@@ -414,6 +478,75 @@ def caught_signals(pid):
     return sorted(set(out))
 
 
+def _task_file(pid, tid, name):
+    try:
+        return _read(PROC + "/%d/task/%d/%s" % (pid, tid, name)).strip()
+    except OSError:
+        return None
+
+
+def _frames(frame_info):
+    return [[f.filename, f.lineno, f.funcname] for f in frame_info]
+
+
+def _unwind(unwinder_cls, pid, method, tries=5):
+    """One RemoteUnwinder call, retried on the rare transient read failure (the target runs on
+    while we read its memory, so a pointer may be stale for an instant)."""
+    last = None
+    for i in range(tries):
+        try:
+            return getattr(unwinder_cls(pid, all_threads=True), method)()
+        except PermissionError:
+            raise
+        except (RuntimeError, OSError) as e:
+            last = e
+            if "AsyncioDebug" in str(e):
+                break  # asyncio not loaded in the target: not transient
+            time.sleep(0.001 * (i + 1))
+    raise last
+
+
+def read_stacks(pid, tasks=True):
+    """Every thread's Python stack and the asyncio tasks, read from the target's memory by
+    ``_remote_debugging`` (CPython 3.14): no code runs in the target, no file is staged, and
+    it works with remote debugging disabled or a wedged main thread. Frames innermost first."""
+    import _remote_debugging
+
+    unwinder = _remote_debugging.RemoteUnwinder
+    threads = []
+    for t in _unwind(unwinder, pid, "get_stack_trace"):
+        tid = t.thread_id
+        wchan = _task_file(pid, tid, "wchan")
+        stat_ = _task_file(pid, tid, "stat")
+        threads.append({"tid": tid, "main": tid == pid, "name": _task_file(pid, tid, "comm"),
+                        "state": stat_.rsplit(")", 1)[1].split()[0] if stat_ else None,
+                        "wchan": None if wchan in (None, "", "0") else wchan,
+                        "frames": _frames(t.frame_info)})
+    if threads and not any(t["main"] for t in threads):
+        threads[-1]["main"] = True  # the interpreter lists its threads newest first
+    out = {"pid": pid, "threads": threads, "tasks": None, "tasks_note": None}
+    if tasks:
+        try:
+            found = []
+            for per_thread in _unwind(unwinder, pid, "get_all_awaited_by"):
+                for t in per_thread.awaited_by:
+                    stack = []
+                    for coro in t.coroutine_stack:
+                        stack += _frames(coro.call_stack)
+                    found.append({"id": t.task_id, "name": str(t.task_name),
+                                  "thread": per_thread.thread_id, "frames": stack,
+                                  "awaited_by": [{"task": c.task_name,
+                                                  "frames": _frames(c.call_stack)}
+                                                 for c in t.awaited_by]})
+            out["tasks"] = found
+        except PermissionError:
+            raise
+        except (RuntimeError, OSError) as e:
+            out["tasks_note"] = ("asyncio is not in use in this process"
+                                 if "AsyncioDebug" in str(e) else "unreadable: %s" % e)
+    return out
+
+
 def main_thread_stack(pid):
     """Where the main thread is, read from memory without running code in the target."""
     frames, wchan = [], None
@@ -422,17 +555,10 @@ def main_thread_stack(pid):
     except OSError:
         pass
     try:
-        import _remote_debugging
-
-        for _ in range(3):
-            try:
-                threads = _remote_debugging.RemoteUnwinder(pid, all_threads=True).get_stack_trace()
-                break
-            except (RuntimeError, OSError):
-                threads = []
-        for t in threads:
-            if t.thread_id == pid:
-                frames = [[f.filename, f.lineno, f.funcname] for f in t.frame_info]
+        for t in read_stacks(pid, tasks=False)["threads"]:
+            if t["main"]:
+                frames = t["frames"]
+                wchan = t["wchan"] or wchan
     except Exception:
         pass
     return {"frames": frames, "wchan": wchan}
@@ -574,6 +700,10 @@ def stage2(state):
                     return
                 req = state["on_eof"]
                 op = req["op"]
+            if op == "stacks":
+                # read from memory only: no remote_exec, no staging, no lock
+                emit("stacks", **read_stacks(pid, tasks=req.get("tasks", True)))
+                continue
             blobs = {}
             for name, size in req.get("blobs", []):
                 blobs[name] = read_frame()
@@ -669,6 +799,9 @@ def stage1():
          protocol=PROTOCOL)
     if req.get("op") == "ps":
         return
+    if req.get("op") == "check":
+        emit("checks", **environment_checks(procs))
+        return
     try:
         choice = read_json()
     except EOFError:
@@ -692,6 +825,7 @@ def stage1():
     check_target(info, procs)
     exe = info["exe"].replace(" (deleted)", "")
     state = {"pid": pid, "start": info["start_ticks"], "info": info}
+    state["pid"] = enter_pid_namespace(pid)
     try:
         enter_root(pid)
     except PermissionError:
@@ -701,6 +835,38 @@ def stage1():
     if not os.path.exists(exe):
         raise Fail("no-exe", "the target's interpreter %s is not reachable" % exe)
     os.execv(exe, [exe, "-I", "-S", "-c", SRC, "kubectl-wand-stage2", json.dumps(state)])
+
+
+def enter_pid_namespace(pid):
+    """From the host into a container's PID namespace: returns the target's PID there.
+
+    After the chroot, /proc is the target's own procfs, so PIDs must be the ones of its
+    namespace, for us too: setns() + fork() puts a child there (the parent only waits).
+    """
+    try:
+        if os.stat("/proc/self/ns/pid").st_ino == os.stat("/proc/%d/ns/pid" % pid).st_ino:
+            return pid
+        nspid = _status(pid).get("NSpid", "").split()
+    except OSError:
+        return pid
+    if len(nspid) < 2:
+        return pid
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open("/proc/%d/ns/pid" % pid, os.O_RDONLY)
+    if libc.setns(fd, 0x20000000) != 0:  # CLONE_NEWPID
+        raise Fail("permission", "cannot enter the PID namespace of process %d: %s"
+                   % (pid, os.strerror(ctypes.get_errno())),
+                   "run as root (CAP_SYS_ADMIN) to inject into a containerised process by "
+                   "host PID, or use its docker/ or Kubernetes target form")
+    os.close(fd)
+    child = os.fork()
+    if child:
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
+                 else status >> 8)
+    return int(nspid[-1])
 
 
 def classify(e):

@@ -1,0 +1,124 @@
+"""`kubectl wand loglevel TARGET LEVEL`: set loggers' levels in the live process, see the
+previous ones, and optionally have them reverted inside the process after a while."""
+
+import re
+from typing import Optional
+
+import click
+
+from kubectl_wand.cli.common import kube_options, resolve, status, target_options
+from kubectl_wand.cli.fanout import fanout_options
+from kubectl_wand.errors import UsageError
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+MAX_SECONDS = 7 * 24 * 3600
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_level(text: str) -> int:
+    """DEBUG/INFO/WARNING/ERROR/CRITICAL (any case) or a non-negative integer."""
+    t = (text or "").strip()
+    if t.upper() in LEVELS:
+        return LEVELS[t.upper()]
+    if t.isascii() and t.isdigit() and len(t) <= 4:
+        return int(t)
+    raise UsageError(f"invalid log level {text!r}",
+                     "use DEBUG, INFO, WARNING, ERROR, CRITICAL or a number such as 15")
+
+
+def parse_duration(text: Optional[str]) -> Optional[float]:
+    """'10m', '2s', '1h30m', '500ms', '90' (seconds) → seconds."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    pos, total = 0, 0.0
+    for m in DURATION.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * UNIT[m.group(2)]
+        pos = m.end()
+    if not t or pos != len(t) or total <= 0:
+        raise UsageError(f"invalid duration {text!r} for --for",
+                         "e.g. --for 10m, --for 30s, --for 1h30m")
+    if total > MAX_SECONDS:
+        raise UsageError(f"--for {text} is longer than 7 days", "set the level without --for")
+    return total
+
+
+def check_logger(name: str) -> str:
+    if not name or len(name) > 200 or not name.isprintable():
+        raise UsageError(f"invalid logger name {name!r}",
+                         "logger names are dotted module paths such as uvicorn.access")
+    return name
+
+
+def fmt_seconds(s: float) -> str:
+    if s >= 3600 and s % 3600 == 0:
+        return f"{s / 3600:g}h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s / 60:g}m"
+    return f"{s:g}s"
+
+
+def describe(r) -> str:
+    lines = []
+    for item in r.data.get("loggers", []):
+        prev = item["previous"]
+        if item["previous"] != item["previous_effective"]:
+            prev += f" (effective {item['previous_effective']})"
+        line = f"  {item['logger']}: {prev} -> {item['level']}"
+        if item.get("reverts_in"):
+            line += f" (reverts to {item['reverts_to']} in {fmt_seconds(item['reverts_in'])})"
+        if item.get("replaced_revert"):
+            line += (f"; replaced a pending revert to {item['replaced_revert']}"
+                     if item.get("reverts_in") else
+                     f"; cancelled a pending revert to {item['replaced_revert']}")
+        lines.append(line)
+        if not item.get("existed"):
+            lines.append(f"    note: logger {item['logger']!r} did not exist yet (created)")
+        for why in item.get("filtered_by") or []:
+            lines.append(f"    note: {why}")
+    return "\n".join(lines) + "\n"
+
+
+@click.command("loglevel")
+@click.argument("target")
+@click.argument("level")
+@click.option("--logger", "loggers", multiple=True,
+              help="Logger to change (repeatable; default: the root logger).")
+@click.option("--for", "for_", metavar="DURATION",
+              help="Revert to the previous level after this long (e.g. 10m), inside the process.")
+@click.option("--ack-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds for the target's main thread to pick up the injection.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@fanout_options
+@target_options(short_container=False)
+@kube_options
+def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_ready,
+            all_processes, max_parallel, **opts):
+    """Set LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL or a number) on loggers in a live
+    process; prints the previous levels. --for reverts them automatically, inside the process
+    (a later loglevel call cancels or replaces a pending revert)."""
+    from kubectl_wand.cli import fanout as render
+    from kubectl_wand.engine import fanout
+
+    value = parse_level(level)
+    seconds = parse_duration(for_)
+    names = [check_logger(n) for n in loggers] or ["root"]
+    opts["all_ready"] = all_ready
+    _, backend, boxes = resolve(target, opts)
+    if not all_ready:
+        boxes = boxes[:1]
+    units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
+    if not quiet and output == "text" and len(units) > 1:
+        status(f"Setting log levels in {len(units)} target(s), at most {max_parallel} at a time")
+    results = fanout.run_all(backend, units,
+                             fanout.loglevel_work(value, names, seconds, ack_timeout),
+                             max_parallel, signal=opts.get("nudge"))
+    if output == "json":
+        render.render_json(results)
+    else:
+        render.render_text(results, body=describe)
+    raise SystemExit(render.exit_status(results))

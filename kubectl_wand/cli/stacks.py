@@ -1,0 +1,100 @@
+"""`kubectl wand stacks TARGET`: every thread's Python stack and the asyncio task tree, read
+from the process's memory without running code in it."""
+
+import json
+from typing import List
+
+import click
+
+from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
+    target_options
+from kubectl_wand.engine import ops, stacks
+
+
+def short(path: str) -> str:
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    if "/lib/python3" in path:
+        return path.split("/lib/", 1)[1]
+    return path
+
+
+def frame_lines(frames: List[list], indent: str = "    ") -> List[str]:
+    """Frames come innermost first; shown as a traceback is (most recent call last)."""
+    return [f'{indent}File "{f}", line {ln}, in {fn}' for f, ln, fn in reversed(frames)]
+
+
+def where(frames: List[list]) -> str:
+    if not frames:
+        return "(no Python frame)"
+    path = [f"{fn} ({short(f)}:{ln})" for f, ln, fn in reversed(frames)]
+    return " -> ".join(path[-3:]) if len(path) <= 3 else "… -> " + " -> ".join(path[-3:])
+
+
+def render(snap: dict, display: str, command: str) -> str:
+    threads = snap.get("threads") or []
+    out = [f"PID {snap['pid']} in {display}: {command}",
+           f"{len(threads)} thread{'s' if len(threads) != 1 else ''} (most recent call last)"]
+    for t in threads:
+        bits = []
+        if t.get("main"):
+            bits.append("main thread")
+        if t.get("state"):
+            bits.append(f"state {t['state']}")
+        if t.get("wchan"):
+            bits.append(f"waiting in the kernel: {t['wchan']}")
+        name = f' "{t["name"]}"' if t.get("name") else ""
+        out.append("")
+        out.append(f"Thread {t['tid']}{name}" + (f" ({', '.join(bits)})" if bits else ""))
+        out += frame_lines(t.get("frames") or []) or ["    (no Python frame)"]
+    tasks = snap.get("tasks")
+    out.append("")
+    if tasks:
+        out.append(f"asyncio tasks ({len(tasks)}):")
+
+        def walk(node, prefix, last):
+            t = node["task"]
+            out.append(f"{prefix}{'└── ' if last else '├── '}{t['name']}: "
+                       f"{where(t.get('frames') or [])}"
+                       + (" (shown above)" if node["again"] else ""))
+            kids = node["children"]
+            for i, k in enumerate(kids):
+                walk(k, prefix + ("    " if last else "│   "), i == len(kids) - 1)
+
+        roots = stacks.task_tree(tasks)
+        for i, r in enumerate(roots):
+            walk(r, "  ", i == len(roots) - 1)
+    elif tasks == []:
+        out.append("asyncio tasks: none")
+    else:
+        out.append(f"asyncio tasks: {snap.get('tasks_note') or 'unavailable'}")
+    return "\n".join(out)
+
+
+@click.command("stacks")
+@click.argument("target")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("--no-tasks", is_flag=True, help="Threads only; skip the asyncio task tree.")
+@target_options
+@kube_options
+def command(target, output, no_tasks, pid, **opts):
+    """Every thread's Python stack and the asyncio task tree of a live process, read from its
+    memory: no code runs in it, so it works on a wedged process and with remote debugging
+    disabled. Thread names are the OS's (Python 3.14 sets them from threading's names)."""
+    _, backend, boxes = resolve(target, opts)
+    box = boxes[0]
+    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
+                               signal="none", remote_exec=False)
+    proc = session.choice.proc
+    try:
+        snap = stacks.read(session, tasks=not no_tasks)
+    finally:
+        session.close()
+    if output == "json":
+        click.echo(json.dumps({"target": box.display, "python": proc.python,
+                               "command": proc.argv, **snap, "pid": proc.pid}, indent=2))
+        return
+    if len([p for p in session.procs if p.python]) > 1:
+        status(f"{box.display}: {session.choice.reason}")
+    click.echo(render(dict(snap, pid=proc.pid), box.display, proc.command))

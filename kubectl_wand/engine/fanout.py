@@ -1,0 +1,179 @@
+"""One operation over many targets: every ready replica (`--all`) and/or every attachable
+process in each (`--all-processes`), in parallel with bounded concurrency.
+
+Each unit (a box and a process) gets its own session; a failure is recorded in its result and
+never stops or hides the others. Results come back in a stable order (target, then PID).
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from kubectl_wand.backends.base import Box
+from kubectl_wand.engine import ops
+from kubectl_wand.engine.session import Session
+from kubectl_wand.errors import WandError
+
+DEFAULT_MAX_PARALLEL = 8
+
+
+@dataclass
+class Unit:
+    box: Box
+    pid: Optional[int] = None  # None: the automatic choice, as for a single target
+    skipped: Optional[str] = None  # listed but not attachable: reported, never run
+    error: Optional[WandError] = None  # the box could not even be listed
+
+
+@dataclass
+class UnitResult:
+    box: Box
+    pid: Optional[int] = None
+    ok: bool = False
+    skipped: Optional[str] = None
+    reason: str = ""
+    status: Optional[int] = None
+    stdout: str = ""
+    stderr: str = ""
+    traceback: Optional[str] = None
+    timed_out: bool = False
+    truncated: bool = False
+    seconds: float = 0.0
+    error: Optional[WandError] = None
+    data: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return self.box.display
+
+    def to_json(self) -> dict:
+        sm = self.box.extra.get("summary") or {}
+        out = {"target": self.target, "pid": self.pid, "ok": self.ok,
+               "skipped": self.skipped, "status": self.status, "stdout": self.stdout,
+               "stderr": self.stderr, "traceback": self.traceback, "timed_out": self.timed_out,
+               "truncated": self.truncated, "seconds": round(self.seconds, 3),
+               "error": None if self.error is None else {
+                   "message": self.error.message, "hint": self.error.hint,
+                   "code": self.error.code}}
+        for k in ("pod", "namespace", "container"):
+            if k in sm:
+                out[k] = sm[k]
+        out.update(self.data)
+        return out
+
+
+def _pool(n_units: int, max_parallel: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, min(max_parallel, n_units)))
+
+
+def plan(backend, boxes: List[Box], pid: Optional[int], all_processes: bool,
+         max_parallel: int = DEFAULT_MAX_PARALLEL, remote_exec: bool = True) -> List[Unit]:
+    """The units to run: one per box, or one per attachable Python process of each box."""
+    if not all_processes:
+        return [Unit(b, pid) for b in boxes]
+
+    def list_box(box):
+        try:
+            # the helper first, once per box, so that units of one box never race to add one
+            backend.prepare_inject(box)
+            procs = Session(backend, box, timeout=60).open("ps")
+        except WandError as e:
+            return [Unit(box, error=e)]
+        units = []
+        for p in sorted(procs, key=lambda p: p.pid):
+            if not p.python or p.role == "helper" or (pid is not None and p.pid != pid):
+                continue
+            units.append(Unit(box, p.pid, skipped=p.blocker_for(remote_exec)))
+        if not units:
+            units.append(Unit(box, error=WandError(
+                f"no Python process{' with PID %d' % pid if pid is not None else ''} in "
+                f"{box.display}", "`kubectl wand ps` shows what is there", code="no-python")))
+        return units
+
+    with _pool(len(boxes), max_parallel) as pool:
+        return [u for units in pool.map(list_box, boxes) for u in units]
+
+
+Work = Callable[[object, UnitResult], None]
+
+
+def run_unit(backend, unit: Unit, work: Work, signal: str = "auto",
+             remote_exec: bool = True) -> UnitResult:
+    res = UnitResult(unit.box, unit.pid, skipped=unit.skipped, error=unit.error)
+    if unit.skipped or unit.error:
+        return res
+    t0 = time.monotonic()
+    try:
+        session = ops.open_session(backend, unit.box, pid=unit.pid, ask=None, signal=signal,
+                                   remote_exec=remote_exec)
+        res.pid, res.reason = session.choice.proc.pid, session.choice.reason
+        try:
+            work(session, res)
+        finally:
+            session.close()
+    except WandError as e:
+        res.ok, res.error = False, e
+    except Exception as e:  # one unit's surprise must not sink the others
+        res.ok, res.error = False, WandError(f"{type(e).__name__}: {e}", code="internal")
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+def run_all(backend, units: List[Unit], work: Work, max_parallel: int = DEFAULT_MAX_PARALLEL,
+            signal: str = "auto", remote_exec: bool = True,
+            on_result: Optional[Callable[[UnitResult], None]] = None) -> List[UnitResult]:
+    """Run ``work`` in every unit, at most ``max_parallel`` at a time; results in unit order."""
+    if max_parallel < 1:
+        raise WandError("--max-parallel must be at least 1", code="usage", exit_code=2)
+
+    def one(unit):
+        r = run_unit(backend, unit, work, signal, remote_exec)
+        if on_result:
+            on_result(r)
+        return r
+
+    with _pool(len(units), max_parallel) as pool:
+        return list(pool.map(one, units))
+
+
+def summary(results: List[UnitResult]) -> dict:
+    ok = sum(1 for r in results if r.ok)
+    skipped = sum(1 for r in results if r.skipped)
+    return {"total": len(results), "succeeded": ok, "failed": len(results) - ok - skipped,
+            "skipped": skipped}
+
+
+# ---------------------------------------------------------------- the operations
+
+def exec_work(source: bytes, filename: str, timeout: Optional[float], max_output: int,
+              ack_timeout: float) -> Work:
+    def work(session, res: UnitResult):
+        out = {"stdout": [], "stderr": []}
+        r = ops.run_code(session, source, filename, timeout,
+                         lambda stream, data: out[stream].append(data), max_output, ack_timeout)
+        res.stdout, res.stderr = "".join(out["stdout"]), "".join(out["stderr"])
+        res.status, res.traceback = r.status, r.traceback
+        res.timed_out, res.truncated = r.timed_out, r.truncated
+        res.ok = r.status == 0 and not r.timed_out
+        if r.status is None and not r.timed_out:
+            res.error = WandError("the injected code reported no result",
+                                  "see the target's stderr", code="no-result")
+
+    return work
+
+
+def loglevel_work(level: int, loggers: List[str], for_seconds: Optional[float],
+                  ack_timeout: float = 5.0) -> Work:
+    def work(session, res: UnitResult):
+        events = session.request("loglevel", {"level": level, "loggers": list(loggers),
+                                              "for_seconds": for_seconds},
+                                 ack_timeout=ack_timeout)
+        ev = next((e for e in events if e.get("event") == "loglevel"), None)
+        if ev is None:
+            raise WandError("the target did not report the log levels",
+                            "see the target's stderr", code="no-result")
+        res.data["loggers"] = ev["loggers"]
+        res.ok = True
+
+    return work

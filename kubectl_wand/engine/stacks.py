@@ -1,0 +1,51 @@
+"""Thread stacks and asyncio tasks of a live process, read from its memory by the injector in
+the target's own interpreter (``_remote_debugging``): nothing runs in the target, nothing is
+staged, and remote debugging may be disabled."""
+
+from typing import Dict, List, Optional
+
+from kubectl_wand.engine.session import Session, raise_for
+from kubectl_wand.errors import WandError
+
+
+def read(session: Session, timeout: float = 30.0, tasks: bool = True) -> dict:
+    """Ask the injector (already in stage 2 for the chosen process) for a snapshot."""
+    session.chan.send({"op": "stacks", "tasks": tasks})
+    for ev in session._until("ready", timeout):
+        if ev.get("event") == "error":
+            raise_for(ev)
+        if ev.get("event") == "stacks":
+            ev = dict(ev)
+            ev.pop("event", None)
+            return ev
+    raise WandError("the injector did not report the stacks", "retry with -v",
+                    code="no-result")
+
+
+def task_tree(tasks: List[dict]) -> List[dict]:
+    """Roots of the await graph, each {task, children: [...]}; a task awaited by several
+    others appears under each of them (marked ``again`` after the first)."""
+    by_id = {t["id"]: t for t in tasks}
+    children: Dict[int, List[dict]] = {}
+    for t in tasks:
+        for w in t.get("awaited_by") or []:
+            if w.get("task") in by_id:
+                children.setdefault(w["task"], []).append(t)
+    roots = [t for t in tasks
+             if not any(w.get("task") in by_id for w in t.get("awaited_by") or [])]
+    if not roots and tasks:  # only cycles: start anywhere rather than show nothing
+        roots = [tasks[0]]
+    shown = set()
+
+    def node(t, path):
+        again = t["id"] in shown
+        shown.add(t["id"])
+        kids = [] if (again or t["id"] in path) else [
+            node(c, path | {t["id"]}) for c in children.get(t["id"], [])]
+        return {"task": t, "children": kids, "again": again}
+
+    return [node(r, frozenset()) for r in roots]
+
+
+def main_thread(snapshot: dict) -> Optional[dict]:
+    return next((t for t in snapshot.get("threads", []) if t.get("main")), None)
