@@ -154,6 +154,8 @@ def proc_info(pid, uptime, probe=True):
         "exe": None, "cwd": None, "python": None, "free_threaded": False,
         "remote_debug": None, "readable": True,
     }
+    if not argv and info["state"] != "Z":
+        return None  # a kernel thread, or a process on its way out (its memory is gone)
     fields = _read(base + "/stat").rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])
     age = uptime - int(fields[19]) / CLK_TCK
