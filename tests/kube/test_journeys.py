@@ -15,9 +15,9 @@ from tests.conftest import WAND, breakpoint_line, wait_for_line
 from tests.kube.argv_check import check_argv
 
 
-def wand(cluster, *args, timeout=120):
-    return subprocess.run([WAND, *args], env=cluster.env, capture_output=True, text=True,
-                          timeout=timeout)
+def wand(cluster, *args, timeout=120, env=None):
+    return subprocess.run([WAND, *args], env=dict(cluster.env, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -168,3 +168,54 @@ def test_kubernetes_failures_read_well(checked, case):
     assert cp.returncode != 0
     for text in expect:
         assert text in cp.stderr, cp.stderr
+
+
+@pytest.mark.parametrize("case", ["no-kubectl", "kubectl-old", "unknown-namespace",
+                                  "no-ready-pods", "rbac-portforward"])
+def test_more_kubernetes_failures(checked, case):
+    c = checked
+    env, args = {}, ["exec", "deploy/app", "-c", "print(1)"]
+    if case == "no-ready-pods":
+        c.deployment("app", wait=False, containers=[
+            {"name": "app", "command": ["python3", "-c", "raise SystemExit(1)"], "user": 1000}])
+        expect = ["no ready pods for deployment/app", "--pod"]
+    else:
+        d = c.deployment("app", ready_line="READY")
+    if case == "no-kubectl":
+        import os
+        import sys
+
+        env = {"PATH": os.path.dirname(sys.executable)}
+        expect = ["kubectl not found on PATH"]
+    elif case == "kubectl-old":
+        env = {"WAND_STANDIN_VERSION": "v1.26.3"}
+        expect = ["too old", "1.27"]
+    elif case == "unknown-namespace":
+        args += ["-n", "nope"]
+        expect = ['"app" not found', "namespace nope"]
+    elif case == "rbac-portforward":
+        c.forbid("pods/portforward")
+        args = ["attach", "deploy/app", "--local-port", "0", "-o", "json"]
+        expect = ["pods/portforward", "kubectl auth can-i create pods --subresource=portforward"]
+    cp = wand(c, *args, env=env)
+    assert cp.returncode == 1, (cp.stdout, cp.stderr)
+    for text in expect:
+        assert text in cp.stderr, cp.stderr
+    assert "Traceback" not in cp.stderr
+    if case == "rbac-portforward":
+        # the failed attach detached again: no debug server left listening in the pod
+        tcp = subprocess.run(["docker", "exec", c.docker_name(d.pod), "cat", "/proc/net/tcp"],
+                             capture_output=True, text=True).stdout
+        assert not any(ln.split()[1].endswith(":162F") and ln.split()[3] == "0A"
+                       for ln in tcp.splitlines()[1:])
+
+
+def test_ps_knative_service_and_all_namespaces(checked):
+    c = checked
+    k = c.knative_service("hello", ready_line="READY")
+    c.deployment("other", ns="team-b", ready_line="READY")
+    data = json.loads(wand(c, "ps", "ksvc/hello", "-o", "json").stdout)
+    assert [item["pod"] for item in data] == k.pods
+    cp = wand(c, "ps", "-A")
+    assert cp.returncode == 0, cp.stderr
+    assert "team-b" in cp.stdout and k.pods[0] in cp.stdout
