@@ -47,6 +47,9 @@ def render(snap: dict, display: str, command: str) -> str:
         name = f' "{t["name"]}"' if t.get("name") else ""
         out.append("")
         out.append(f"Thread {t['tid']}{name}" + (f" ({', '.join(bits)})" if bits else ""))
+        if t.get("frames") and not t.get("complete", True):
+            out.append("    … (outer frames not shown: the stack reader stops at a call "
+                       "from C code)")
         out += frame_lines(t.get("frames") or []) or ["    (no Python frame)"]
     tasks = snap.get("tasks")
     out.append("")

@@ -17,9 +17,22 @@ def read(session: Session, timeout: float = 30.0, tasks: bool = True) -> dict:
         if ev.get("event") == "stacks":
             ev = dict(ev)
             ev.pop("event", None)
+            for t in ev.get("threads") or []:
+                t["complete"] = complete(t)
             return ev
     raise WandError("the injector did not report the stacks", "retry with -v",
                     code="no-result")
+
+
+OUTERMOST = ("<module>", "Thread._bootstrap", "_bootstrap", "_run_module_as_main")
+
+
+def complete(thread: dict) -> bool:
+    """Whether the stack reaches the thread's first frame. CPython 3.14's RemoteUnwinder stops
+    at the first Python function called from C code (a callback run by a C function, uvloop,
+    ``Context.run``…), so the outer part of a stack may be missing: say so, never guess."""
+    frames = thread.get("frames") or []
+    return bool(frames) and frames[-1][2] in OUTERMOST
 
 
 def task_tree(tasks: List[dict]) -> List[dict]:

@@ -1,0 +1,113 @@
+"""Fan-out timings through the kubectl stand-in (never part of the tests).
+
+    .venv/bin/python bench/bench_fanout.py [--runs N] [--sizes 1,5,20] [--max-parallel 8]
+
+For each size N it creates a stand-in Deployment with N ready replicas (pods are Docker
+containers, see tests/kube/standin) whose app's main thread is back in the interpreter every
+5 ms (so the figures are the tool's, not an app's pick-up delay), then times, as a user's shell
+would (launch → exit, output checked):
+
+  ps deploy/fanN                       the lister in every pod, in parallel (no helper)
+  exec deploy/fanN --all -c pass       cold: the first one, which adds one ephemeral helper
+                                       per pod; warm: later ones, which reuse them
+
+Prints medians (and min/max) over --runs warm runs, and how busy the machine's CPUs were during
+the warm exec runs (CPU-seconds per pod, whoever spent them). Every container made is removed at the end,
+also on an error or Ctrl-C. See docs/performance.md for the figures and what they mean.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.kube.standin.cluster import Cluster  # noqa: E402
+
+WAND = str(Path(sys.executable).parent / "kubectl-wand")
+if not os.path.exists(WAND):
+    WAND = shutil.which("kubectl-wand") or WAND
+TICKER = ["python3", "-c", "import time; print('READY', flush=True); "
+          "[time.sleep(0.005) for _ in iter(int, 1)]"]
+
+
+def busy_jiffies():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def timed(cluster, argv, check):
+    t0 = time.monotonic()
+    cp = subprocess.run([WAND] + argv, env=cluster.env, capture_output=True, text=True,
+                        timeout=600)
+    dt = time.monotonic() - t0
+    if cp.returncode != 0 or not check(cp.stdout):
+        raise SystemExit(f"unexpected result of {' '.join(argv)} (exit {cp.returncode}):\n"
+                         f"{cp.stdout[-2000:]}\n{cp.stderr[-2000:]}")
+    return dt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="warm runs per figure (default 5)")
+    ap.add_argument("--sizes", default="1,5,20", help="replica counts (default 1,5,20)")
+    ap.add_argument("--max-parallel", type=int, default=8, help="exec --max-parallel")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    tmp = tempfile.mkdtemp(prefix="wand-bench-fanout-")
+    cluster = Cluster(tmp)
+    rows = []
+    started = time.monotonic()
+    load0 = os.getloadavg()[0]
+    try:
+        for n in sizes:
+            name = f"fan{n}"
+            t0 = time.monotonic()
+            cluster.deployment(name, replicas=n, ready_line="READY",
+                               containers=[{"name": "app", "command": TICKER, "user": 1000}])
+            print(f"[{n}] {n} ready pod(s) in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+            ok_ps = lambda out, n=n: len(out.strip().splitlines()) == n + 1  # noqa: E731
+            ok_exec = lambda out, n=n: out.rstrip().endswith(  # noqa: E731
+                f"{n} target{'s' if n != 1 else ''}: {n} succeeded, 0 failed")
+            exec_argv = ["exec", f"deploy/{name}", "--all", "-q", "--max-parallel",
+                         str(args.max_parallel), "-c", "pass"]
+            cold = timed(cluster, exec_argv, ok_exec)
+            ps = [timed(cluster, ["ps", f"deploy/{name}"], ok_ps) for _ in range(args.runs)]
+            b0, t0 = busy_jiffies()
+            warm = [timed(cluster, exec_argv, ok_exec) for _ in range(args.runs)]
+            b1, t1 = busy_jiffies()
+            # the machine's CPU use during the warm exec runs: all of it, whoever spent it
+            # (the CLI, kubectl stand-in processes, dockerd, the injectors in the pods)
+            cpu = ((b1 - b0) / (t1 - t0), (b1 - b0) / os.sysconf("SC_CLK_TCK") / args.runs / n)
+            rows.append((n, ps, cold, warm, cpu))
+            print(f"[{n}] ps {statistics.median(ps):.3f}s, exec --all cold {cold:.3f}s, "
+                  f"warm {statistics.median(warm):.3f}s", file=sys.stderr)
+    finally:
+        cluster.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"seconds; {os.cpu_count()} CPUs; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+          f"{args.runs} warm runs each; exec --max-parallel {args.max_parallel}; "
+          f"wall {time.monotonic() - started:.0f} s")
+    print(f"{'replicas':>8}  {'ps median':>10} {'(min-max)':>13}  {'exec cold':>9}  "
+          f"{'exec warm median':>16} {'(min-max)':>13}  {'CPU busy':>8} {'CPU-s/pod':>9}")
+    for n, ps, cold, warm, cpu in rows:
+        print(f"{n:>8}  {statistics.median(ps):>10.3f} {min(ps):>6.3f}-{max(ps):<6.3f}  "
+              f"{cold:>9.3f}  {statistics.median(warm):>16.3f} "
+              f"{min(warm):>6.3f}-{max(warm):<6.3f}  {cpu[0]:>7.0%} {cpu[1]:>9.2f}")
+    base = rows[0] if rows and rows[0][0] == 1 else None
+    if base:
+        for n, ps, cold, warm, _ in rows[1:]:
+            print(f"ratio {n}/1: ps {statistics.median(ps) / statistics.median(base[1]):.2f}x, "
+                  f"exec warm {statistics.median(warm) / statistics.median(base[3]):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`kubectl wand validate TARGET`: a ✓/✗ checklist of what `attach` needs, with a remedy for
+each failed line. Exit status 0 only if attach would work."""
+
+import json
+
+import click
+
+from kubectl_wand.cli.common import kube_options, target_options
+from kubectl_wand.targets import parse_target
+
+MARK = {True: "✓", False: "✗", None: "-"}
+
+
+def render(report) -> str:
+    lines, section = [], None
+    for c in report.checks:
+        if c.section != section:
+            section = c.section
+            lines.append(("" if not lines else "\n") + section)
+        lines.append(f"  {MARK[c.ok]} {c.name}: {c.detail}")
+        if c.ok is False and c.remedy:
+            lines.append(f"      remedy: {c.remedy}")
+    lines.append("")
+    lines.append(("✓ " if report.verdict else "✗ ") + report.why)
+    return "\n".join(lines)
+
+
+@click.command("validate")
+@click.argument("target")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@target_options
+@kube_options
+def command(target, output, pid, **opts):
+    """Check everything `attach` needs on TARGET, without changing it: kubectl and cluster
+    versions, ephemeral containers, RBAC, Pod Security, the helper image, and per Python
+    process its version, remote debugging, ptrace rights, a staging directory and debugpy.
+    Never adds an ephemeral container. Exit status 0 only if attach would work."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.engine.validate import validate
+
+    parsed = parse_target(target)
+    backend = backend_for(parsed, opts)
+    report = validate(backend, parsed, pid)
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(render(report))
+    raise SystemExit(0 if report.verdict else 1)
