@@ -1,4 +1,5 @@
-"""Shell completion, implemented once (stdlib only, no click: it runs on every TAB).
+"""Shell completion, implemented once; it runs on every TAB, so click is imported only to
+(re)build the cached command table (see ``table()``).
 
 Served two ways, with kubectl's plugin protocol (kubectl >= 1.26, cobra's `__complete`):
 
@@ -21,59 +22,8 @@ NO_FILE = 4
 DEFAULT = 0
 TIMEOUT = float(os.environ.get("WAND_COMPLETION_TIMEOUT", "2"))
 
-# kubectl's own flags (accepted after `wand`), shared by every subcommand.
-_KUBE = {
-    "-n": ("namespace", "Kubernetes namespace"), "--namespace": ("namespace", None),
-    "--context": ("context", "kubeconfig context"),
-    "--kubeconfig": ("file", "path to a kubeconfig"),
-    "-v": (None, "print every kubectl/docker call"), "--verbose": (None, None),
-}
-_TARGET = {
-    "-l": ("value", "label selector for pods"), "--selector": ("value", None),
-    "--pod": ("pod", "use this pod of the workload"),
-    "--pid": ("value", "PID of the process inside the target"),
-    "--image": ("value", "helper image"),
-    "--signal": ("signal", "signal that wakes a blocked main thread"),
-}
 SIGNALS = ["auto", "none", "USR1", "USR2", "WINCH", "HUP", "URG", "PWR"]
-
-# Each subcommand: (description, positional kinds, options). An option maps to
-# (value kind or None for a flag, description); None descriptions reuse the previous spelling's.
-# tests/unit/test_completion.py checks this table against the click commands.
-SPEC = {
-    "ps": ("list Python processes in a target", ["target-ps"], {
-        "-o": (["table", "wide", "json"], "output format"), "--output": (["table", "wide", "json"], None),
-        "-A": (None, "pods in every namespace"), "--all-namespaces": (None, None),
-        "--all": (None, "also list non-Python processes"),
-        "-c": ("container", "container in the pod"), "--container": ("container", None),
-        **_TARGET, **_KUBE}),
-    "attach": ("start debugpy in a live process and forward a port", ["target"], {
-        "--port": ("value", "port debugpy listens on inside the target"),
-        "--local-port": ("value", "local port to forward (0 = a free one)"),
-        "--keep": (None, "leave the debugger in the target on exit"),
-        "--wait-for-client": (None, "hold the main thread until an editor connects"),
-        "--ack-timeout": ("value", "seconds for the main thread to pick up the injection"),
-        "--no-follow": (None, "do not re-attach to a replacement"),
-        "--write-launch-json": ("file", "merge the entry into .vscode/launch.json"),
-        "-o": (["text", "json"], "output format"), "--output": (["text", "json"], None),
-        "-c": ("container", "container in the pod"), "--container": ("container", None),
-        **_TARGET, **_KUBE}),
-    "exec": ("run Python code in a live process", ["target"], {
-        "-f": ("file", "Python file to run in the target"), "--file": ("file", None),
-        "-c": ("value", "Python code to run in the target"), "--code": ("value", None),
-        "--timeout": ("value", "seconds to wait for the code to finish"),
-        "--ack-timeout": ("value", "seconds for the main thread to pick up the injection"),
-        "--max-output": ("value", "characters of output brought back"),
-        "-o": (["text", "json"], "output format"), "--output": (["text", "json"], None),
-        "-q": (None, "no progress lines"), "--quiet": (None, None),
-        "--container": ("container", "container in the pod"),
-        **_TARGET, **_KUBE}),
-    "demo": ("the whole journey on a throwaway container", [], {
-        "--image": ("value", "Python 3.14 image for the demo app"),
-        "--runtime": (["docker", "podman"], "container engine"),
-        **_KUBE}),
-    "completion": ("shell completion script for kubectl-wand", ["shell"], {}),
-}
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "NOTSET"]
 COMMON = {"-h": (None, "show help"), "--help": (None, None)}
 TOP = {"--version": (None, "show the version"), **COMMON}
 SHELLS = ["bash", "zsh", "fish"]
@@ -128,7 +78,7 @@ def _kubectl(state, *args, namespaced=True):
         argv += ["--context", state["context"]]
     if namespaced and state.get("namespace"):
         argv += ["-n", state["namespace"]]
-    return _run(argv + list(args) + [f"--request-timeout={max(1, int(TIMEOUT))}s"])
+    return _run(argv + [f"--request-timeout={max(1, round(TIMEOUT))}s"] + list(args))
 
 
 def _names(text):
@@ -252,52 +202,140 @@ def complete_value(kind, cur, state):
     return [], NO_FILE
 
 
-def command_spec(name):
-    """SPEC's entry, or one read from the click command (slower) for a command SPEC lacks."""
-    if name in SPEC:
-        return SPEC[name]
-    try:
-        import importlib
-
-        from kubectl_wand.cli import COMMANDS
-
-        if name not in COMMANDS or name.startswith("_"):
-            return None
-        return spec_of(importlib.import_module(COMMANDS[name]).command)
-    except Exception:
-        return None
-
+# ------------------------------------------------------------------ the command table
+#
+# Read from the click commands themselves (so it never drifts), once per version of the CLI's
+# code, and cached as JSON: a TAB then costs no click import. Value kinds come from parameter
+# names and types (namespace, context, container, pod, file, choices…).
 
 _PARAM_KINDS = {"namespace": "namespace", "context": "context", "kubeconfig": "file",
-                "container": "container", "pod": "pod", "nudge": "signal", "path": "file"}
+                "container": "container", "pod": "pod", "nudge": SIGNALS, "path": "file",
+                "launch_json": "file"}
+_ARG_KINDS = {"level": LEVELS, "shell": SHELLS}
+
+
+def _sentence(text, limit=60):
+    text = " ".join((text or "").split())
+    text = text.split(". ")[0].rstrip(".")
+    if len(text) > limit:
+        text = text[:limit - 1].rstrip() + "…"
+    return text
 
 
 def spec_of(cmd):
-    """A SPEC entry built from a click command (the test compares SPEC with these)."""
+    """One command's entry: [description, positional kinds, {option: [kind, description]}].
+
+    Kinds: None (a flag), a list (choices), or namespace | context | container | pod | file |
+    target | target-ps (a target, or `local`) | value (free text)."""
     import click
 
     positionals, options = [], {}
     for p in cmd.params:
         if isinstance(p, click.Argument):
-            positionals.append("target" if p.name == "target" and p.required else
-                               "target-ps" if p.name == "target" else p.name)
+            if p.name == "target":
+                positionals.append("target" if p.required else "target-ps")
+            elif isinstance(p.type, click.Choice):
+                positionals.append(list(p.type.choices))
+            else:
+                positionals.append(_ARG_KINDS.get(p.name, "value"))
             continue
         if getattr(p, "hidden", False):
             continue
         if p.is_flag and not getattr(p, "_flag_needs_value", False):
             kind = None
+        elif p.name in _PARAM_KINDS:
+            kind = _PARAM_KINDS[p.name]
         elif isinstance(p.type, click.Choice):
             kind = list(p.type.choices)
-        elif isinstance(p.type, click.Path) or p.name in _PARAM_KINDS:
-            kind = _PARAM_KINDS.get(p.name, "file")
+        elif isinstance(p.type, (click.Path, click.File)):
+            kind = "file"
         else:
             kind = "value"
-        desc = (p.help or "").split(". ")[0].rstrip(".")
-        desc = desc[:1].lower() + desc[1:]
+        desc = _sentence(p.help) or None
         for o in p.opts + p.secondary_opts:
-            options[o] = (kind, desc or None)
-    help_line = (cmd.get_short_help_str(60) or "").rstrip(".")
-    return (help_line[:1].lower() + help_line[1:], positionals, options)
+            options[o] = [kind, desc]
+            desc = None  # later spellings borrow it (see _described)
+    return [_sentence(cmd.get_short_help_str(200)), positionals, options]
+
+
+def build_table():
+    """{command: spec} for every subcommand of the CLI (imports click and the commands)."""
+    import importlib
+
+    from kubectl_wand.cli import COMMANDS
+
+    table = {}
+    for name, module in COMMANDS.items():
+        try:
+            table[name] = spec_of(importlib.import_module(module).command)
+        except Exception:  # a command that cannot load is simply not offered
+            continue
+    return table
+
+
+def _code_stamp():
+    """Something that changes whenever the CLI's code does (installed, editable or zipapp)."""
+    from kubectl_wand import __version__
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = [__version__, here]
+    try:
+        for name in sorted(os.listdir(os.path.join(here, "cli"))):
+            st = os.stat(os.path.join(here, "cli", name))
+            parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    except OSError:  # inside a zipapp: the archive's own stamp
+        archive = getattr(globals().get("__loader__"), "archive", None)
+        try:
+            st = os.stat(archive)
+            parts.append(f"{archive}:{st.st_mtime_ns}:{st.st_size}")
+        except (OSError, TypeError):
+            return None
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _cache_path(stamp):
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "kubectl-wand", f"completion-{stamp}.json")
+
+
+_TABLE = None
+
+
+def table():
+    global _TABLE
+    if _TABLE is not None:
+        return _TABLE
+    import json
+
+    stamp = _code_stamp()
+    path = _cache_path(stamp) if stamp else None
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                _TABLE = json.load(f)
+            return _TABLE
+        except (OSError, ValueError):
+            pass
+    _TABLE = build_table()
+    if path:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(_TABLE, f)
+            os.replace(tmp, path)
+            for old in os.listdir(os.path.dirname(path)):  # tables of older code
+                if old.startswith("completion-") and old != os.path.basename(path):
+                    os.unlink(os.path.join(os.path.dirname(path), old))
+        except OSError:
+            pass  # a read-only home works, just slower
+    return _TABLE
+
+
+def command_spec(name):
+    return table().get(name) if name and not name.startswith("_") else None
 
 
 STATE_KEYS = {"-n": "namespace", "--namespace": "namespace", "--context": "context",
@@ -331,7 +369,7 @@ def complete(words, cur):
         if command is None:
             command = w
             spec = command_spec(command)
-            opts = {**spec[2], **COMMON} if spec else {}
+            opts = {**{k: tuple(v) for k, v in spec[2].items()}, **COMMON} if spec else {}
         else:
             positionals.append(w)
     spec = command_spec(command) if command else None
@@ -349,15 +387,15 @@ def complete(words, cur):
             return [], NO_FILE
         return _filtered(_described(opts), NO_FILE, cur)
     if command is None:
-        return _filtered([(c, d) for c, (d, _, _) in SPEC.items()], NO_FILE, cur)
+        return _filtered([(c, d) for c, (d, _, _) in table().items()], NO_FILE, cur)
     if not spec:
         return [], DEFAULT
     kinds = spec[1]
     if len(positionals) >= len(kinds):
         return [], NO_FILE
     kind = kinds[len(positionals)]
-    if kind == "shell":
-        return _filtered([(s, None) for s in SHELLS], NO_FILE, cur)
+    if kind not in ("target", "target-ps"):
+        return _filtered(*complete_value(kind, cur, state), cur)
     cands, directive = complete_target(cur, state, allow_local=kind == "target-ps")
     return _filtered(cands, directive, cur)
 

@@ -218,7 +218,7 @@ def _append(text, node, item_text, item_indent):
         return (text[:node.start + 1] + "\n" + item_indent + item_text + "\n" + base
                 + text[close:])
     # only comments inside: put the item after them
-    return text[:close].rstrip(" \t") + "\n" + item_indent + item_text + "\n" + base + text[close:]
+    return text[:close].rstrip() + "\n" + item_indent + item_text + "\n" + base + text[close:]
 
 
 def merge_launch_json(text: Optional[str], cfg: dict) -> Tuple[str, str]:

@@ -36,10 +36,16 @@ class LazyGroup(click.Group):
 
 
 def prog_name():
-    """`kubectl wand` when kubectl ran us as a plugin, else our own name."""
+    """`kubectl wand` when kubectl ran us as a plugin, else our own name.
+
+    kubectl (checked with 1.32) sets no variable for plugins: it execs the file it found on
+    PATH with argv[0] = that path, so the basename (kubectl-wand, also the zipapp's) tells.
+    """
     base = os.path.basename(sys.argv[0]) if sys.argv else "kubectl-wand"
     if base.startswith("kubectl-") or os.environ.get("KUBECTL_PLUGINS_CALLER"):
         return "kubectl wand"
+    if base == "__main__.py":
+        return "python -m kubectl_wand"
     return base
 
 

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from kubectl_wand import editors, progress
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
 from kubectl_wand.engine import ops
@@ -32,10 +33,15 @@ FOLLOW_TIMEOUT = 180.0
                    "replacement.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
               help="json: one line per (re-)attach with the address (for scripts).")
+@click.option("--write-launch-json", "launch_json", is_flag=False,
+              flag_value=editors.DEFAULT_PATH, default=None, metavar="[PATH]",
+              help="Merge the entry into .vscode/launch.json (or PATH: a file, or a folder "
+                   "holding .vscode/), replacing the entry of the same name and keeping the "
+                   "others and their comments. Put it after TARGET, or use --write-launch-json=PATH.")
 @target_options
 @kube_options
 def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_follow, output,
-            pid, **opts):
+            pid, launch_json=None, **opts):
     """Start debugpy inside a live Python process and forward a local port to it.
 
     Stays in the foreground; Ctrl-C stops forwarding and detaches the debugger (the target
@@ -46,6 +52,10 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     if not (0 < port < 65536) or not (0 <= local_port < 65536):
         raise WandError("ports must be between 1 and 65535 (--local-port may be 0)",
                         exit_code=2, code="usage")
+    editor = {"name": f"kubectl-wand: {target}", "path": None}
+    if launch_json:
+        editor["path"] = editors.launch_json_path(launch_json)
+        editors.read_launch_json(editor["path"])  # refuse a file we could not merge into, now
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     parsed, backend, boxes = resolve(target, opts)
@@ -53,7 +63,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     while True:
         box = boxes[0]
         gone = _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout,
-                            output, pid, opts, first)
+                            output, pid, opts, first, editor)
         if gone is None:
             return
         local_port = gone["local_port"]
@@ -66,10 +76,12 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
 
 
 def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout, output,
-                 pid, opts, first):
+                 pid, opts, first, editor=None):
     """One attach; returns None when the user ended it, or what went away."""
-    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
-                               signal=opts.get("nudge"))
+    editor = editor or {"name": f"kubectl-wand: {box.display}", "path": None}
+    with progress.spinner(f"reaching {box.display}"):
+        session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
+                                   signal=opts.get("nudge"))
     proc = session.choice.proc
     box.extra["attached_pid"] = proc.pid
     status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "
@@ -78,19 +90,23 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                          ack_timeout=ack_timeout)
     fwd = None
     try:
-        ev = att.start()
+        with progress.spinner(f"starting debugpy in pid {proc.pid}, waiting for its "
+                              "acknowledgement"):
+            ev = att.start()
         if ev.get("reused"):
             status("debugpy was already listening in this process; reusing it")
         fwd = backend.forward(box, ev.get("port") or port, local_port)
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
-        cfg = vscode_config(f"kubectl-wand: {box.display} (pid {proc.pid})", "127.0.0.1",
-                            fwd.local_port, ops.remote_root(proc))
+        cfg = vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc))
+        written = _write_launch_json(editor["path"], cfg) if editor["path"] else None
         if output == "json":
             click.echo(json.dumps({"event": "ready", "host": "127.0.0.1",
                                    "port": fwd.local_port, "pid": proc.pid,
                                    "target": box.display, "remote_port": ev.get("port"),
-                                   "reattach": not first, "launch": cfg}))
+                                   "reattach": not first, "launch": cfg,
+                                   "nvim_dap": editors.nvim_dap_snippet(cfg),
+                                   **({"launch_json": written} if written else {})}))
             sys.stdout.flush()
         else:
             status(f"debugpy is listening on 127.0.0.1:{ev.get('port')} inside the target "
@@ -98,6 +114,8 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
             if first:
                 status("VS Code launch.json configuration:")
                 click.echo(json.dumps(cfg, indent=2))
+                status("nvim-dap (with nvim-dap-python), e.g. :lua or a keymap:")
+                click.echo(editors.nvim_dap_snippet(cfg), nl=False)
                 status("Press Ctrl-C to " + ("stop forwarding (the debugger stays: --keep)"
                                              if keep else "detach."))
         while True:
@@ -118,6 +136,17 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         if fwd:
             fwd.close()
         session.chan.close(timeout=10)
+
+
+def _write_launch_json(path, cfg):
+    """Merge cfg into launch.json; a failure here is a warning, the session goes on."""
+    try:
+        what = editors.write_launch_json(path, cfg)
+    except (WandError, OSError) as e:
+        status(f"warning: could not write {path}: {getattr(e, 'message', None) or e}")
+        return None
+    status(f"{what.capitalize()} configuration {cfg['name']!r} in {path}")
+    return str(path)
 
 
 def _wait_replacement(backend, parsed, old_box, gone, timeout=FOLLOW_TIMEOUT):

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kubectl_wand import log
+from kubectl_wand import log, progress
 from kubectl_wand.backends import backend_for
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.targets import parse_target
@@ -65,6 +65,11 @@ def color_ok(stream=None):
 
 def ask_process(candidates):
     """Interactive choice among ambiguous processes (only ever called on a TTY)."""
+    with progress.suspended():
+        return _ask_process(candidates)
+
+
+def _ask_process(candidates):
     click.echo("Several Python processes could be meant:", err=True)
     for i, p in enumerate(candidates, 1):
         click.echo(f"  [{i}] PID {p.pid:<7} {p.command[:100]}", err=True)
@@ -74,7 +79,8 @@ def ask_process(candidates):
 
 def status(msg):
     """Progress for humans, on stderr, so stdout stays clean for results."""
-    click.echo(msg, err=True)
+    with progress.suspended():  # a spinner line, if any, is cleared first
+        click.echo(msg, err=True)
 
 
 def fmt_rss(kb):

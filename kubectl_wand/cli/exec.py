@@ -8,6 +8,7 @@ import click
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
 from kubectl_wand.cli.fanout import fanout_options
+from kubectl_wand import progress
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
 
@@ -45,8 +46,10 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
                         quiet, pid, all_ready, all_processes, max_parallel, opts)
     _, backend, boxes = resolve(target, opts)
     box = boxes[0]
-    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
-                               signal=opts.get("nudge"))
+    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
+        session = ops.open_session(backend, box, pid=pid,
+                                   ask=ask_process if is_tty() else None,
+                                   signal=opts.get("nudge"))
     if not quiet and output == "text":
         status(f"Running in {box.display}, {session.choice.reason}")
     collected = {"stdout": [], "stderr": []}

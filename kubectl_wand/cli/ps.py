@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 from tabulate import tabulate
 
-from kubectl_wand.cli.common import (PROC_HEADERS, kube_options, proc_row, resolve,
+from kubectl_wand import progress
+from kubectl_wand.cli.common import (PROC_HEADERS, color_ok, kube_options, proc_row, resolve,
                                      target_options)
 from kubectl_wand.engine.session import Session
 from kubectl_wand.errors import WandError
@@ -32,7 +33,9 @@ def command(target, output, all_namespaces, show_all, **opts):
     opts["all_namespaces"] = all_namespaces
     opts["for_ps"] = True
     _, backend, boxes = resolve(target, opts) if target else _default(opts)
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(boxes)))) as pool:
+    with progress.spinner(f"listing processes in {len(boxes)} target"
+                          + ("s" if len(boxes) != 1 else "")), \
+            ThreadPoolExecutor(max_workers=min(8, max(1, len(boxes)))) as pool:
         results = list(pool.map(lambda b: scan_box(backend, b), boxes))
     failed = False
     if output == "json":
@@ -65,7 +68,7 @@ def command(target, output, all_namespaces, show_all, **opts):
             if not shown:
                 rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1) + ["(no Python process)"])
             for p in shown:
-                rows.append(prefix + proc_row(p, wide=output == "wide"))
+                rows.append(prefix + _painted(proc_row(p, wide=output == "wide")))
         if kube:
             headers = (["NAMESPACE"] if all_namespaces else []) + [
                 "POD", "CONTAINER", "NODE", "READY", "AGE"] + PROC_HEADERS
@@ -74,6 +77,14 @@ def command(target, output, all_namespaces, show_all, **opts):
         click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
     if failed and all(err for _, _, err in results):
         raise SystemExit(1)
+
+
+def _painted(row):
+    """The ATTACH cell green/red — on a terminal only, never with NO_COLOR."""
+    if color_ok():
+        i = PROC_HEADERS.index("ATTACH")
+        row[i] = click.style(row[i], fg="green" if row[i] == "yes" else "red")
+    return row
 
 
 def _default(opts):

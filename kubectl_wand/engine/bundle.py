@@ -15,9 +15,55 @@ SKIP_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".pyx", ".pxd", ".c", ".cpp", 
                  ".pdb", ".pyc")
 
 
+# The single-file zipapp (krew/build.py) carries this archive prebuilt instead of debugpy itself
+# (debugpy's wheel has compiled parts; the targets only need its pure-Python tree).
+BUNDLED = "debugpy.tgz"
+
+
+def bundled_tgz():
+    """The prebuilt archive shipped inside the zipapp, or None (a normal install)."""
+    import pkgutil
+
+    try:
+        return pkgutil.get_data(__name__.rpartition(".")[0], BUNDLED)
+    except (OSError, ValueError):
+        return None
+
+
+def _extract_bundled(data: bytes) -> Path:
+    """The zipapp's debugpy tree, unpacked once into the cache (keyed by its hash)."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    dest = _cache_dir() / f"debugpy-tree-{hashlib.sha256(data).hexdigest()[:16]}"
+    if (dest / "debugpy" / "__init__.py").is_file():
+        return dest / "debugpy"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".debugpy-tree-", dir=str(dest.parent)))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
+            for m in tf.getmembers():  # our own archive: plain files under debugpy/ only
+                if not m.isfile() or m.name.startswith("/") or ".." in m.name.split("/"):
+                    raise WandError("the bundled debugpy archive is damaged", code="no-debugpy")
+            tf.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest / "debugpy"
+
+
 def debugpy_dir() -> Path:
     spec = importlib.util.find_spec("debugpy")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None or not spec.submodule_search_locations or \
+            not os.path.isdir(list(spec.submodule_search_locations)[0]):
+        data = bundled_tgz()
+        if data is not None:
+            return _extract_bundled(data)
         raise WandError("debugpy is not installed beside kubectl-wand",
                         "pip install debugpy (it is a dependency of kubectl-wand)",
                         code="no-debugpy")
@@ -47,7 +93,10 @@ def build(src: Path) -> bytes:
 
 
 def debugpy_tgz() -> bytes:
-    """The archive, built once per debugpy version and cached."""
+    """The archive, built once per debugpy version and cached (or the zipapp's prebuilt one)."""
+    data = bundled_tgz()
+    if data is not None:
+        return data
     src = debugpy_dir()
     version = "unknown"
     try:

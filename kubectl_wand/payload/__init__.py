@@ -32,4 +32,9 @@ BOOT = (
 
 def source(name: str) -> str:
     """Text of one payload module, e.g. ``source('agent')``."""
-    return (HERE / f"{name}.py").read_text(encoding="utf-8")
+    try:
+        return (HERE / f"{name}.py").read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):  # inside the zipapp: read through its loader
+        import pkgutil
+
+        return pkgutil.get_data(__name__, f"{name}.py").decode("utf-8")
