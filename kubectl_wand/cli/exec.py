@@ -100,7 +100,8 @@ def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
     _, backend, boxes = resolve(target, opts)
     units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
     if not quiet and output == "text":
-        status(f"Running in {len(units)} target(s), at most {max_parallel} at a time")
+        what = "process(es)" if all_processes else "target(s)"
+        status(f"Running in {len(units)} {what}, at most {max_parallel} at a time")
     results = fanout.run_all(backend, units,
                              fanout.exec_work(source, filename, timeout, max_output, ack_timeout),
                              max_parallel, signal=opts.get("nudge"))

@@ -113,7 +113,8 @@ def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_r
         boxes = boxes[:1]
     units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
     if not quiet and output == "text" and len(units) > 1:
-        status(f"Setting log levels in {len(units)} target(s), at most {max_parallel} at a time")
+        what = "process(es)" if all_processes else "target(s)"
+        status(f"Setting log levels in {len(units)} {what}, at most {max_parallel} at a time")
     results = fanout.run_all(backend, units,
                              fanout.loglevel_work(value, names, seconds, ack_timeout),
                              max_parallel, signal=opts.get("nudge"))
