@@ -290,14 +290,14 @@ def environment_checks(procs):
     return facts
 
 
-def staging_check(info):
-    """The first usable staging base for this process, as make_stage_dir would pick it."""
-    pid, uid, gid = info["pid"], info["uid"], info["gid"]
-    if not info.get("readable", True):
-        return {"ok": None, "dir": None, "tried": ["cannot see the target's filesystem"]}
-    root = "" if same_root(pid) else PROC + "/%d/root" % pid
-    tried = []
-    for base in [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]:
+def staging_bases(info):
+    return [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]
+
+
+def candidate_bases(bases, uid, gid, tried, root=""):
+    """(base, path) for each base that is a real directory the target's user can enter;
+    why the others are not goes into ``tried``. ``root`` reads another root from outside."""
+    for base in bases:
         if not base or not SAFE_PATH.match(base) or ".." in base.split("/"):
             continue
         path = root + base
@@ -309,6 +309,17 @@ def staging_check(info):
         if not stat.S_ISDIR(st.st_mode) or not _searchable_by(st, uid, gid):
             tried.append("%s (not a usable directory)" % base)
             continue
+        yield base, path
+
+
+def staging_check(info):
+    """The first usable staging base for this process, as make_stage_dir would pick it."""
+    pid, uid, gid = info["pid"], info["uid"], info["gid"]
+    if not info.get("readable", True):
+        return {"ok": None, "dir": None, "tried": ["cannot see the target's filesystem"]}
+    root = "" if same_root(pid) else PROC + "/%d/root" % pid
+    tried = []
+    for base, path in candidate_bases(staging_bases(info), uid, gid, tried, root):
         try:
             if os.statvfs(path).f_flag & getattr(os, "ST_RDONLY", 1):
                 tried.append("%s (read-only file system)" % base)
@@ -349,17 +360,7 @@ def make_stage_dir(bases, uid, gid):
     O_NOFOLLOW|O_EXCL, so a hostile target user cannot redirect our root writes.
     """
     tried = []
-    for base in bases:
-        if not base or not SAFE_PATH.match(base) or ".." in base.split("/"):
-            continue
-        try:
-            st = os.lstat(base)
-        except OSError as e:
-            tried.append("%s (%s)" % (base, e.strerror))
-            continue
-        if not stat.S_ISDIR(st.st_mode) or not _searchable_by(st, uid, gid):
-            tried.append("%s (not a usable directory)" % base)
-            continue
+    for base, _ in candidate_bases(bases, uid, gid, tried):
         path = base.rstrip("/") + "/.kubectl-wand-" + secrets.token_hex(8)
         try:
             os.mkdir(path, 0o700)
@@ -678,7 +679,7 @@ def wait_readable(fd, pid, start):
 def stage2(state):
     pid, start, info = state["pid"], state["start"], state["info"]
     emit("stage2", python=sys.version.split()[0], root=same_root(1))
-    bases = [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]
+    bases = staging_bases(info)
     stage = None
     agent_source = None
     try:
