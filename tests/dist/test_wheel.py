@@ -6,6 +6,7 @@ needs no network. The real kubectl (/usr/bin/kubectl) then discovers `kubectl-wa
 `kubectl_complete-wand` by PATH, exactly as after `pip install kubectl-wand`.
 """
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -119,3 +120,31 @@ def test_kubectl_plugin_completion_is_silent_without_a_cluster(installed):
     assert cp.returncode == 0
     assert cp.stdout.splitlines() == [":4"]
     assert "Traceback" not in cp.stderr
+
+
+def test_uv_tool_install(installed):
+    """`uv tool install kubectl-wand`: uv (from PyPI) installs the wheel with its dependencies
+    resolved from the package index, and the real kubectl finds both entry points."""
+    tmp = installed["tmp"]
+    uv_venv = tmp / "uv"
+    subprocess.run([sys.executable, "-m", "venv", str(uv_venv)], check=True, timeout=120)
+    cp = subprocess.run([str(uv_venv / "bin" / "pip"), "install", "-q",
+                         "--disable-pip-version-check", "uv"], capture_output=True, text=True,
+                        timeout=300)
+    if cp.returncode != 0:
+        pytest.skip("uv could not be installed from the package index: " + cp.stderr[-300:])
+    tools, bin_dir = tmp / "uv-tools", tmp / "uv-bin"
+    # the machine's own TLS and proxy settings, as the user's shell has them
+    net = {k: v for k, v in os.environ.items()
+           if k in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+                    "https_proxy", "http_proxy", "no_proxy") or k.startswith("UV_INDEX")}
+    env = clean_env([uv_venv / "bin"], installed["home"], UV_TOOL_DIR=tools,
+                    UV_TOOL_BIN_DIR=bin_dir, UV_CACHE_DIR=tmp / "uv-cache", **net)
+    cp = run([uv_venv / "bin" / "uv", "tool", "install", installed["wheel"]], env, timeout=300)
+    assert cp.returncode == 0, cp.stderr
+    assert "kubectl-wand" in cp.stderr and "kubectl_complete-wand" in cp.stderr
+    env = clean_env([bin_dir], installed["home"])
+    cp = run([KUBECTL, "wand", "--version"], env)
+    assert cp.returncode == 0 and __version__ in cp.stdout, cp.stderr
+    lines, directive = complete_lines(env, "at")
+    assert any(line.startswith("attach") for line in lines) and directive == 4
