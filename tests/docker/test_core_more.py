@@ -98,7 +98,6 @@ def test_no_ptrace_permission_is_a_clear_error(app):
 
 def test_wait_for_client_holds_the_main_thread_until_an_editor_connects(app):
     c = app("python3", "/app/busy.py")
-    tick = "import busy_state" if False else None  # noqa: F841 (documentation only)
     with Attached(f"docker/{c.name}", "--local-port", "0", "--wait-for-client") as a:
         # The main thread waits: its stack shows debugpy's wait, read without running code.
         helper = "kubectl-wand-helper-" + subprocess.run(

@@ -59,7 +59,7 @@ def test_ps_deployment_three_replicas_and_multi_container_pod(checked):
     assert set(by_container) == {"sidecar", "web"}
     assert by_container["web"]["processes"][0]["argv"][-2:] == ["/app/http_app.py", "8000"]
     assert by_container["sidecar"]["processes"] == []  # no Python there: said, not a crash
-    assert "error" in by_container["sidecar"] or by_container["sidecar"]["processes"] == []
+    assert "error" not in by_container["sidecar"]
     # listing never creates ephemeral containers
     assert all(helpers_of(c, p) == [] for p in d.pods + m.pods)
 
