@@ -120,12 +120,92 @@ class Container:
                             capture_output=True, text=True)
         return cp.stdout.strip() == "true"
 
+    def id(self):
+        return subprocess.run(["docker", "inspect", "-f", "{{.Id}}", self.name],
+                              capture_output=True, text=True).stdout.strip()
 
-@pytest.fixture
-def app(docker):
-    """Factory: start a target container and wait until its app prints READY."""
-    made = []
+    def host_pid(self):
+        return int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", self.name],
+                                  capture_output=True, text=True).stdout.strip() or 0)
 
+    def helper_name(self):
+        return "kubectl-wand-helper-" + self.id()[:12]
+
+    def health(self, port=None):
+        """One look from inside the target: an HTTP GET on loopback (``port``), what is staged,
+        and kubectl-wand processes in its PID namespace other than the idle helper."""
+        cp = self.sh("python3", "-c", HEALTH, str(port or 0), timeout=40)
+        if cp.returncode:
+            raise AssertionError(f"health probe failed in {self.name}: {cp.stderr}")
+        return json.loads(cp.stdout)
+
+    def assert_healthy(self, port, wait=20.0, debug_port=5679):
+        """Alive and serving, and nothing of kubectl-wand left: no staged file, no injector or
+        relay process in the target's PID namespace or on this host, no debug server. Waits
+        up to ``wait`` s for cleanup that happens asynchronously (an injector that notices
+        its CLI is gone). The idle helper container stays: it is reused by design."""
+        deadline = time.monotonic() + wait
+        helper = self.helper_name()
+        while True:
+            assert self.alive(), f"target {self.name} is not running"
+            h = self.health(port)
+            host = host_processes(helper)
+            ports = {p for _, p in self.listening()} if debug_port else set()
+            left = {k: v for k, v in (("staged", h["staged"]), ("processes", h["procs"]),
+                                      ("host", host),
+                                      ("debug port", debug_port in ports)) if v}
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert not left, f"left behind in {self.name}: {left}"
+        if port:
+            assert h["serving"].startswith("hello"), h["serving"]
+        return h
+
+
+HEALTH = r"""
+import glob, json, os, sys, urllib.request
+port = int(sys.argv[1])
+out = {"staged": sorted(glob.glob("/tmp/.kubectl-wand-*") + glob.glob("/var/tmp/.kubectl-wand-*")
+                        + glob.glob("/dev/shm/.kubectl-wand-*")), "procs": [], "serving": None}
+if port:
+    try:
+        out["serving"] = urllib.request.urlopen("http://127.0.0.1:%d/health" % port,
+                                                timeout=20).read().decode()
+    except Exception as e:
+        out["serving"] = "ERROR %r" % (e,)
+for p in os.listdir("/proc"):
+    if p.isdigit() and int(p) != os.getpid():
+        try:
+            argv = open("/proc/%s/cmdline" % p, "rb").read().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode("utf-8", "replace") for a in argv if a.startswith(b"kubectl-wand-")]
+        if words and words[0] != "kubectl-wand-helper":
+            out["procs"].append([int(p)] + words)
+print(json.dumps(out))
+"""
+
+
+def host_processes(*needles):
+    """[pid, argv] of this host's processes whose command line holds any of ``needles``
+    (e.g. a helper container's name: the docker exec relays and injectors talking to it)."""
+    found = []
+    me = os.getpid()
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == me:
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if any(n in a for n in needles for a in argv):
+            found.append([int(p)] + [a[:60] for a in argv])
+    return found
+
+
+def _app_factory(made):
     def start(*cmd, image=IMAGE, user="1000:1000", env=(), extra=(), ready="READY",
               timeout=60):
         name = "wand-test-" + uuid.uuid4().hex[:10]
@@ -147,7 +227,23 @@ def app(docker):
                 logs.wait()
         return c
 
-    yield start
+    return start
+
+
+@pytest.fixture
+def app(docker):
+    """Factory: start a target container and wait until its app prints READY."""
+    made = []
+    yield _app_factory(made)
+    for c in made:
+        remove_container(c.name)
+
+
+@pytest.fixture(scope="module")
+def app_module(docker):
+    """The same factory, for targets shared by the tests of one module."""
+    made = []
+    yield _app_factory(made)
     for c in made:
         remove_container(c.name)
 

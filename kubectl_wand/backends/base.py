@@ -43,6 +43,11 @@ class Backend:
     def forward(self, box: Box, remote_port: int, local_port: int):
         raise NotImplementedError
 
+    def target_gone(self, box: Box) -> Optional[str]:
+        """Why ``box`` is no longer there (its container stopped…), or None if it is, or if
+        this backend cannot tell. Asked when an injector vanished mid-way."""
+        return None
+
 
 def run(argv: List[str], timeout: float = 30.0, input: Optional[bytes] = None,
         check: bool = False) -> subprocess.CompletedProcess:

@@ -109,5 +109,16 @@ class DockerBackend(Backend):
                  "-c", payload.source("forward"), "kubectl-wand-forward", str(remote_port)]
         return StdioForwarder(lambda: relay, local_port)
 
+    def target_gone(self, box: Box):
+        cp = run([self.runtime, "inspect", "-f", "{{.State.Running}} {{.State.Status}} "
+                  "{{.State.ExitCode}}", box.id], timeout=10)
+        if cp.returncode != 0:
+            return f"container {box.extra.get('name') or box.id[:12]} is gone"
+        running, status, code = (cp.stdout.decode().split() + ["?", "?", "?"])[:3]
+        if running != "true":
+            return (f"container {box.extra.get('name') or box.id[:12]} stopped ({status}, "
+                    f"exit code {code})")
+        return None
+
     def remove_helper(self, box: Box):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)

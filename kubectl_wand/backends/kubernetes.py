@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box, run
+from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
@@ -389,7 +390,7 @@ class PortForward:
         try:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         text=True)
+                                         text=True, preexec_fn=die_with_parent())
         except FileNotFoundError:
             raise WandError(f"{argv[0]} not found on PATH", code="no-tool")
         result = {}

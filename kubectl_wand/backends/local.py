@@ -35,6 +35,12 @@ class LocalBackend(Backend):
                         extra={"pid": target.pid})]
         return [Box(id="local", display="local")]
 
+    def target_gone(self, box: Box):
+        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+        if pid and not os.path.exists(f"/proc/{pid}"):
+            return f"process {pid} exited"
+        return None
+
     def injector_argv(self, box: Box) -> List[str]:
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 

@@ -12,6 +12,7 @@ from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve,
                                      target_options)
 from kubectl_wand.engine import ops
 from kubectl_wand.engine.launch import vscode_config
+from kubectl_wand.engine.session import kill_point
 from kubectl_wand.errors import WandError
 
 FOLLOW_TIMEOUT = 180.0
@@ -89,12 +90,14 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
     att = ops.Attachment(session, port=port, keep=keep, wait_for_client=wait_for_client,
                          ack_timeout=ack_timeout)
     fwd = None
+    gone = None
     try:
         with progress.spinner(f"starting debugpy in pid {proc.pid}, waiting for its "
                               "acknowledgement"):
             ev = att.start()
         if ev.get("reused"):
-            status("debugpy was already listening in this process; reusing it")
+            status("debugpy was already listening in this process (another session or "
+                   "--keep); reusing it")
         fwd = backend.forward(box, ev.get("port") or port, local_port)
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
@@ -118,9 +121,16 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                 click.echo(editors.nvim_dap_snippet(cfg), nl=False)
                 status("Press Ctrl-C to " + ("stop forwarding (the debugger stays: --keep)"
                                              if keep else "detach."))
+        kill_point("forward")
+        idle = 0
         while True:
             ev = att.wait()
-            if ev.get("event") in ("target-exited", "closed") or getattr(fwd, "dead", False):
+            idle = idle + 1 if ev.get("event") == "idle" else 0
+            # every 2 s of quiet, look at the target itself: a `docker exec` into a container
+            # that was killed may never end, so its end is not always an event
+            gone = _gone(backend, box) if idle % 4 == 3 else None
+            if ev.get("event") in ("target-exited", "closed") or getattr(fwd, "dead", False) \
+                    or gone:
                 return {"what": f"process {proc.pid} in {box.display}",
                         "local_port": fwd.local_port, "pid": proc.pid}
     except KeyboardInterrupt:
@@ -129,13 +139,27 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
             res = att.detach() if att.listening else session.close()
         except WandError as e:
             raise WandError(f"detach failed: {e.message}", e.hint, code="detach-failed")
-        if res and res.get("was_attached"):
+        if res and res.get("was_attached") and res.get("stopped") is False:
+            status(f"Detached from pid {proc.pid}; debugpy keeps listening for the "
+                   f"{res.get('users')} other session(s) using it.")
+        elif res and res.get("was_attached"):
             status(f"Detached from pid {proc.pid}; its debug port is closed.")
         return None
+    except WandError as e:
+        if e.code == "target-exited":
+            gone = e.message
+        raise
     finally:
         if fwd:
             fwd.close()
-        session.chan.close(timeout=10)
+        session.chan.close(timeout=1 if gone else 10)
+
+
+def _gone(backend, box):
+    try:
+        return backend.target_gone(box)
+    except WandError:
+        return None
 
 
 def _write_launch_json(path, cfg):

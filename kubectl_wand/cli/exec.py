@@ -25,10 +25,13 @@ from kubectl_wand.errors import UsageError, WandError
               help="Characters of output brought back; more is cut with a note.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--force", is_flag=True,
+              help="Run code that would end the target process (os._exit, os.abort, a "
+                   "signal to itself…), which is refused otherwise.")
 @fanout_options
 @target_options(short_container=False)
 @kube_options
-def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, pid,
+def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, force, pid,
             all_ready, all_processes, max_parallel, **opts):
     """Run Python code inside a live process and bring back its output and exit status.
 
@@ -39,7 +42,9 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     if (path is None) == (code is None):
         raise UsageError("give exactly one of -f FILE or -c CODE",
                          "e.g. kubectl wand exec deploy/app -c 'print(1)'")
-    source = ops.read_script(path) if path else code.encode()
+    # argv bytes that are not UTF-8 arrive as surrogate escapes: send them as they were typed
+    source = ops.read_script(path) if path else code.encode("utf-8", "surrogateescape")
+    ops.refuse_fatal(source, force)
     filename = path if path and path != "-" else "<kubectl-wand -c>"
     if all_ready or all_processes:
         return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
@@ -75,6 +80,17 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     else:
         if res.traceback:
             sys.stderr.write(res.traceback)
+        if res.phase == "compile" and res.status:
+            raise WandError(f"the code does not compile in the target's Python "
+                            f"(PID {session.pid}); nothing ran",
+                            "fix the line shown above (the target's Python version decides "
+                            "the syntax; a file not in UTF-8 needs a coding declaration)",
+                            code="syntax", exit_code=1)
+        if res.traceback and not quiet:
+            last = res.traceback.strip().splitlines()[-1] if res.traceback.strip() else "?"
+            status(f"error: the code raised {last} (exit status {res.status})")
+            status(f"hint: the exception stayed in the injected code's thread; PID "
+                   f"{session.pid} carries on")
         if res.truncated:
             status(f"[kubectl-wand] output truncated at {max_output} characters (--max-output)")
         if res.timed_out:
@@ -85,6 +101,7 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     if res.timed_out:
         raise SystemExit(124)
     if res.status is None:
+        session.raise_if_gone()
         raise WandError("the injected code reported no result", "see the target's stderr",
                         code="no-result")
     raise SystemExit(res.status or 0)

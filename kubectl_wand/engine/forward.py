@@ -6,6 +6,7 @@ import subprocess
 import threading
 from typing import Callable, List
 
+from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
@@ -50,7 +51,8 @@ class StdioForwarder:
         trace(argv)
         try:
             p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+                                 stderr=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=die_with_parent())
         except OSError:
             conn.close()
             return

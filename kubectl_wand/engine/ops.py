@@ -1,7 +1,9 @@
 """The operations behind the subcommands: open a target, pick a process, exec, attach."""
 
+import ast
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -50,7 +52,25 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
         raise WandError(f"--signal {choice} is not allowed",
                         f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage",
                         exit_code=2)
+    if choice in TERMINATING and not _catches(proc, SIGNUM[choice]):
+        raise WandError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
+                        "would terminate the process",
+                        "send only a signal the process handles in Python (the blocked-thread "
+                        "message lists them), or --signal none", code="would-kill",
+                        exit_code=2)
     return "SIG" + choice
+
+
+# Linux numbers; the default action of these ends the process, of WINCH and URG it is nothing
+SIGNUM = {"USR1": 10, "USR2": 12, "WINCH": 28, "HUP": 1, "URG": 23, "PWR": 30}
+TERMINATING = ("USR1", "USR2", "HUP", "PWR")
+
+
+def _catches(proc: Proc, signum: int) -> bool:
+    try:
+        return bool(int(proc.sigcgt or "0", 16) & (1 << (signum - 1)))
+    except ValueError:
+        return False
 
 
 def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
@@ -89,8 +109,9 @@ def read_script(path: str) -> bytes:
         data = sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
     else:
         if os.path.isdir(path):
-            raise WandError(f"{path} is a directory, not a script", code="bad-script",
-                            exit_code=2)
+            raise WandError(f"{path} is a directory, not a script",
+                            "give the path of a Python file (-f FILE), or '-' to read stdin",
+                            code="bad-script", exit_code=2)
         try:
             size = os.path.getsize(path)
             if size > MAX_SCRIPT_BYTES:
@@ -101,13 +122,134 @@ def read_script(path: str) -> bytes:
             with open(path, "rb") as f:
                 data = f.read(MAX_SCRIPT_BYTES + 1)  # /dev/zero or a FIFO reports size 0
         except OSError as e:
-            raise WandError(f"cannot read {path}: {e.strerror}", code="bad-script", exit_code=2)
+            raise WandError(f"cannot read {path}: {e.strerror}",
+                            "the script is read on this machine, not in the target; check "
+                            "the path and its permissions", code="bad-script", exit_code=2)
     if len(data) > MAX_SCRIPT_BYTES:
-        raise WandError("script too large", code="too-large", exit_code=2)
+        raise WandError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                        "ship data separately and load it from the script",
+                        code="too-large", exit_code=2)
     if b"\0" in data:
         raise WandError(f"{path} looks binary (it contains NUL bytes), not Python source",
-                        code="bad-script", exit_code=2)
+                        "exec runs Python source; give a .py file", code="bad-script",
+                        exit_code=2)
     return data
+
+
+# ---------------------------------------------------------------- code that would end the target
+
+_EXEC_FUNCS = {"execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe"}
+_SELF = "a signal to this process"
+
+
+def _dotted(node):
+    """'os._exit' for os._exit, '_exit' for a bare name; None for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+class _Fatal(ast.NodeVisitor):
+    """Finds calls that end the whole process, following `import os as o` and
+    `from os import _exit as quit` aliases."""
+
+    def __init__(self):
+        self.modules = {"os": "os", "posix": "os", "signal": "signal"}
+        self.names = {}  # local name -> "os._exit", …
+        self.found = []
+
+    def visit_Import(self, node):
+        for a in node.names:
+            if a.name in ("os", "posix", "signal"):
+                self.modules[a.asname or a.name] = "signal" if a.name == "signal" else "os"
+
+    def visit_ImportFrom(self, node):
+        if node.module in ("os", "posix", "signal"):
+            mod = "signal" if node.module == "signal" else "os"
+            for a in node.names:
+                self.names[a.asname or a.name] = f"{mod}.{a.name}"
+
+    def _canon(self, func):
+        name = _dotted(func)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        if not rest:
+            return self.names.get(head)
+        if head in self.modules and "." not in rest:
+            return f"{self.modules[head]}.{rest}"
+        return None
+
+    def _is_self(self, node):
+        """os.getpid(), 0 (the whole process group) or -os.getpid()."""
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            node = node.operand
+        if isinstance(node, ast.Constant):
+            return node.value == 0
+        return isinstance(node, ast.Call) and self._canon(node.func) in (
+            "os.getpid", "os.getpgrp", "os.getpgid")
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = self._canon(node.func)
+        if name is None:
+            return
+        fn = name.split(".", 1)[1]
+        why = None
+        if name == "os._exit":
+            why = "os._exit() ends the process at once"
+        elif name == "os.abort":
+            why = "os.abort() kills the process (SIGABRT)"
+        elif name.startswith("os.") and fn in _EXEC_FUNCS:
+            why = f"os.{fn}() replaces the process with another program"
+        elif name in ("os.kill", "os.killpg") and node.args and self._is_self(node.args[0]):
+            sig = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(sig, ast.Constant) and sig.value == 0):  # 0 only checks
+                why = f"{name}() sends {_SELF}"
+        elif name in ("signal.raise_signal", "signal.pthread_kill"):
+            why = f"{name}() sends {_SELF}"
+        if why:
+            self.found.append(f"line {node.lineno}: {why}")
+
+
+_ROUGH = re.compile(rb"\b(_exit|abort|killpg|raise_signal|pthread_kill|exec[lv]p?e?)\s*\(")
+
+
+def fatal_calls(source: bytes) -> List[str]:
+    """Calls in ``source`` that would end the target process itself (not just the thread the
+    code runs in): os._exit, os.abort, os.exec*, os.kill/killpg of its own PID or group,
+    signal.raise_signal/pthread_kill. Source this Python cannot parse (newer syntax) is
+    checked by name only."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        out = []
+        for m in _ROUGH.finditer(source):
+            line = source.count(b"\n", 0, m.start()) + 1
+            out.append(f"line {line}: {m.group(1).decode()}() may end the process (checked by "
+                       "name only: this Python could not parse the code)")
+        return out
+    v = _Fatal()
+    v.visit(tree)
+    return v.found
+
+
+def refuse_fatal(source: bytes, force: bool):
+    """Code that would kill the target is refused unless the user says --force."""
+    if force:
+        return
+    found = fatal_calls(source)
+    if found:
+        raise WandError("this code would end the target process, not just the injected "
+                        "thread:\n  " + "\n  ".join(found),
+                        "sys.exit() ends only the injected code; pass --force if you really "
+                        "mean to stop the process (its container or pod restarts per its "
+                        "restart policy)", code="would-kill", exit_code=2)
 
 
 @dataclass
@@ -118,6 +260,15 @@ class ExecResult:
     timed_out: bool = False
     seconds: float = 0.0
     events: List[dict] = field(default_factory=list)
+    phase: str = "run"  # "compile": the code did not compile, nothing ran
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(s: str) -> str:
+    """Text safe to print as UTF-8: bytes the target could not decode become U+FFFD."""
+    return _SURROGATES.sub("\ufffd", s)
 
 
 def run_code(session: Session, source: bytes, filename: str, timeout: Optional[float],
@@ -125,7 +276,7 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
              ack_timeout: float = 5.0) -> ExecResult:
     def on_event(ev):
         if ev.get("event") == "output":
-            on_output(ev.get("stream", "stdout"), ev.get("data", ""))
+            on_output(ev.get("stream", "stdout"), clean_text(ev.get("data", "")))
 
     events = session.request("exec", {"filename": filename, "max_output": max_output},
                              blobs=[("code", source)], timeout=timeout, on_event=on_event,
@@ -134,7 +285,10 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
     for ev in events:
         if ev.get("event") == "result":
             res.status, res.traceback = ev.get("status"), ev.get("traceback")
+            if res.traceback:
+                res.traceback = clean_text(res.traceback)
             res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            res.phase = ev.get("phase") or "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
     return res
@@ -173,7 +327,8 @@ class Attachment:
 
     def start(self) -> dict:
         events = self.session.request(
-            "attach", {"port": self.port, "wait_for_client": self.wait_for_client},
+            "attach", {"port": self.port, "wait_for_client": self.wait_for_client,
+                       "keep": self.keep},
             blobs=[("debugpy.tgz", bundle.debugpy_tgz())], keep=self.keep,
             ack_timeout=self.ack_timeout)
         for ev in events:

@@ -199,4 +199,9 @@ def hint_for(p: Proc) -> Optional[str]:
                 "to allow attaching")
     if b == "no ptrace permission":
         return "the helper needs CAP_SYS_PTRACE over the target's user"
+    if b == "zombie":
+        return ("the process has exited and only waits for its parent to reap it; pick a live "
+                "process (`kubectl wand ps` lists them)")
+    if b == "not Python":
+        return "`kubectl wand ps` lists the Python processes and their PIDs"
     return None

@@ -1,18 +1,33 @@
 """Talk to the injector running beside the target: frames out, JSON events back."""
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import threading
 import time
 from typing import Callable, List, Optional
 
 from kubectl_wand import payload
+from kubectl_wand.children import die_with_parent
 from kubectl_wand.engine.procs import Proc, assign_roles
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
 CLOSED = {"event": "closed"}
+SILENCE = 2.0  # seconds without a word from the injector before checking on the target
+
+# Test hook: WAND_TEST_KILL_AT=stage|inject|ack|forward makes this process SIGKILL itself at
+# that point of an injection (the injector has staged its files / called sys.remote_exec /
+# seen the agent connect back; attach: the port is forwarded), so the fault tests can check
+# what a crashed CLI leaves behind. Unset, it costs one dict lookup.
+KILL_AT_EVENT = {"staged": "stage", "injected": "inject", "ack": "ack"}
+
+
+def kill_point(phase: str):
+    if os.environ.get("WAND_TEST_KILL_AT") == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Channel:
@@ -23,7 +38,8 @@ class Channel:
         try:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True)  # Ctrl-C is ours to handle: detach first, then stop
+                start_new_session=True,  # Ctrl-C is ours to handle: detach first, then stop
+                preexec_fn=die_with_parent())
         except FileNotFoundError:
             raise WandError(f"{argv[0]} not found on PATH",
                             f"install {argv[0]} or put it on PATH", code="no-tool")
@@ -154,15 +170,28 @@ class Session:
         deadline = time.monotonic() + timeout
         seen = []
         while True:
-            ev = self.chan.next(max(0.1, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if left > SILENCE:
+                try:
+                    ev = self.chan.events.get(timeout=SILENCE)
+                except queue.Empty:
+                    # A long silence: is the target still there? (A `docker exec` into a
+                    # container that was killed may never end by itself.)
+                    self.raise_if_gone()
+                    continue
+            else:
+                ev = self.chan.next(max(0.1, left))
             if ev is CLOSED:
                 err = self.chan.stderr_text()
                 if seen and seen[-1].get("event") == "error":
                     raise_for(seen[-1])
+                self.raise_if_gone()
                 raise WandError("the injector stopped unexpectedly" + (f": {err}" if err else ""),
                                 "the target or its container may have stopped; check it and "
                                 "retry with -v", code="injector-exited")
             seen.append(ev)
+            if ev.get("event") in KILL_AT_EVENT:
+                kill_point(KILL_AT_EVENT[ev["event"]])
             if on_event:
                 on_event(ev)
             if ev.get("event") == "error" and ev.get("code") not in ("port-busy", "listen-failed",
@@ -190,6 +219,17 @@ class Session:
             if ev.get("event") == "error":
                 raise_for(ev)
         return events
+
+    def raise_if_gone(self):
+        """The target itself went away (its container stopped…): say that, plainly."""
+        try:
+            gone = self.backend.target_gone(self.box)
+        except WandError:
+            gone = None
+        if gone:
+            raise WandError(f"the target went away during the injection: {gone}",
+                            "check its logs and whether it was restarted; nothing of "
+                            "kubectl-wand is left in it", code="target-exited")
 
     def close(self):
         if self.chan:

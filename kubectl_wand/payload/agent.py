@@ -5,8 +5,10 @@ writes one audit line to stderr and hands the real work to a daemon thread. Ever
 told arrives as JSON data; nothing here is generated from user input.
 """
 
+import codecs
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -17,6 +19,12 @@ import types
 STATE_MODULE = "_kubectl_wand_state"
 MAX_OUTPUT_DEFAULT = 8 * 1024 * 1024
 PYDEVD_MODULES = ("debugpy", "pydevd", "_pydevd", "_pydev", "pydev_", "_pydev_")
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean(s):
+    """Text that encodes as UTF-8: undecodable bytes (surrogate escapes) become U+FFFD."""
+    return SURROGATES.sub("\ufffd", s)
 
 
 class Channel:
@@ -108,8 +116,33 @@ class Router:
         if threading.get_ident() not in self._sinks and self._orig is not None:
             self._orig.flush()
 
+    @property
+    def buffer(self):
+        return BufferRouter(self)
+
     def __getattr__(self, name):
         return getattr(self._orig, name)
+
+
+class BufferRouter:
+    """sys.stdout.buffer of a capturing thread: its bytes are captured too (as text)."""
+
+    def __init__(self, router):
+        self._r = router
+
+    def write(self, b):
+        sink = self._r._sinks.get(threading.get_ident())
+        if sink is None:
+            return self._r._orig.buffer.write(b)
+        sink.write_bytes(self._r._name, bytes(b))
+        return len(b)
+
+    def flush(self):
+        if threading.get_ident() not in self._r._sinks:
+            self._r._orig.buffer.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._r._orig.buffer, name)
 
 
 def _install(name):
@@ -135,11 +168,20 @@ class Capture:
     def __init__(self, chan, limit):
         self.chan, self.limit, self.sent, self.truncated = chan, limit, 0, False
         self.buf, self.last = [], time.monotonic()
+        self.decoders = {}
+
+    def write_bytes(self, stream, b):
+        """Bytes written to sys.stdout.buffer: decoded as UTF-8, invalid bytes as U+FFFD."""
+        dec = self.decoders.get(stream)
+        if dec is None:
+            dec = self.decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
+        self(stream, dec.decode(b))
 
     def __call__(self, stream, s):
         if not isinstance(s, str):
             s = str(s)
         n = len(s)
+        s = clean(s)
         if self.sent >= self.limit:
             self.truncated = True
             return n
@@ -161,6 +203,13 @@ class Capture:
         for stream, parts in out.items():
             self.chan.send("output", stream=stream, data="".join(parts))
 
+    def finish(self):
+        for stream, dec in self.decoders.items():
+            tail = dec.decode(b"", final=True)
+            if tail:
+                self(stream, tail)
+        self.flush()
+
 
 def do_exec(chan, params):
     ident = threading.get_ident()
@@ -170,7 +219,7 @@ def do_exec(chan, params):
         for name in ("stdout", "stderr"):
             routers[name] = _install(name)
             routers[name]._sinks[ident] = cap
-    status, tb = 0, None
+    status, tb, phase = 0, None, "compile"
     started = time.monotonic()
     try:
         filename = params.get("filename") or "<kubectl-wand exec>"
@@ -180,6 +229,7 @@ def do_exec(chan, params):
         else:
             source = params.get("code", "")
         code = compile(source, filename, "exec")
+        phase = "run"
         ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
               "__file__": filename}
         exec(code, ns)
@@ -187,15 +237,19 @@ def do_exec(chan, params):
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if e.code is not None and not isinstance(e.code, int):
             print(e.code, file=sys.stderr)
-    except BaseException:
+    except BaseException as e:
         status = 1
-        tb = traceback.format_exc()
+        if phase == "compile":  # SyntaxError, undecodable source, NUL bytes: nothing ran
+            tb = "".join(traceback.format_exception_only(type(e), e))
+        else:  # the user's frames only, not this function's
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
+        tb = clean(tb)
     finally:
         with state().io_lock:
             for name, r in routers.items():
                 _uninstall(name, r, ident)
-        cap.flush()
-    chan.send("result", status=status, traceback=tb, truncated=cap.truncated,
+        cap.finish()
+    chan.send("result", status=status, traceback=tb, truncated=cap.truncated, phase=phase,
               seconds=round(time.monotonic() - started, 4))
     chan.close()
 
@@ -246,8 +300,12 @@ def do_attach(chan, params):
     try:
         with st.lock:
             if st.debug is not None:
+                # Another session's debugger: this session shares it, and its detach stops it
+                # only if no other session still uses it (sessions with --keep do not count).
+                if not params.get("keep"):
+                    st.debug["users"] = st.debug.get("users", 1) + 1
                 chan.send("listening", host=st.debug["host"], port=st.debug["port"], reused=True,
-                          lib=st.debug.get("lib"))
+                          lib=st.debug.get("lib"), users=st.debug.get("users", 1))
                 return
             # pydevd warns on stderr about frozen modules; not the app's business
             quiet = "PYDEVD_DISABLE_FILE_VALIDATION" not in os.environ
@@ -261,7 +319,7 @@ def do_attach(chan, params):
                     os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
             pydevd = sys.modules.get("pydevd")
             st.debug = {"host": host, "port": port, "lib": params.get("debugpy_dir"),
-                        "since": time.time(),
+                        "since": time.time(), "users": 0 if params.get("keep") else 1,
                         "pydb": pydevd.get_global_debugger() if pydevd else None}
         chan.send("listening", host=host, port=port, reused=False,
                   debugpy=getattr(debugpy, "__version__", "?"), lib=params.get("debugpy_dir"))
@@ -297,11 +355,19 @@ def _wake_listener(host, port):
 def do_detach(chan, params):
     st = state()
     with st.lock:
-        info, st.debug = st.debug, None
+        info = st.debug
         if info is None:
             chan.send("detached", was_attached=False)
             chan.close()
             return
+        users = info.get("users", 1) - 1
+        if users > 0:  # another session still uses this debugger: leave it listening
+            info["users"] = users
+            chan.send("detached", was_attached=True, stopped=False, users=users,
+                      lib=info.get("lib"))
+            chan.close()
+            return
+        st.debug = None
         try:
             import pydevd
 
@@ -333,7 +399,7 @@ def do_detach(chan, params):
                     del sys.modules[name]
         if not st.routers and not getattr(st, "reverts", None):
             sys.modules.pop(STATE_MODULE, None)
-    chan.send("detached", was_attached=True, lib=lib)
+    chan.send("detached", was_attached=True, stopped=True, lib=lib)
     chan.close()
 
 

@@ -359,16 +359,33 @@ def make_stage_dir(bases, uid, gid):
     mkdir never follows a planted symlink, and files go in through a directory fd with
     O_NOFOLLOW|O_EXCL, so a hostile target user cannot redirect our root writes.
     """
+    import fcntl
+
     tried = []
     for base, _ in candidate_bases(bases, uid, gid, tried):
-        path = base.rstrip("/") + "/.kubectl-wand-" + secrets.token_hex(8)
+        bfd = _open_dir(base)
+        if bfd is not None:
+            collect_stale(base, bfd=bfd)
+            fcntl.flock(bfd, fcntl.LOCK_SH)  # a stage being made: no collector sweeps now
+        name = ".kubectl-wand-" + secrets.token_hex(8)
+        path = base.rstrip("/") + "/" + name
         try:
             os.mkdir(path, 0o700)
+            # Locked for our whole life (the fd stays open until we exit): a directory that
+            # nobody holds is an orphan, whose injector was killed (collect_stale).
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            _HELD.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.getuid() == 0 and uid != 0:
-                os.chmod(path, 0o711)  # the target may enter, not list; it owns only its files
+                # the target may enter, not list; it owns only its files. Through the fd: in
+                # a base the target's user may write to, the path could be swapped already.
+                os.fchmod(fd, 0o711)
         except OSError as e:
             tried.append("%s (%s)" % (base, e.strerror))
             continue
+        finally:
+            if bfd is not None:
+                os.close(bfd)  # and its shared lock
         return path
     raise Fail("no-staging", "no writable directory for staging files in the target: "
                + ", ".join(tried),
@@ -383,14 +400,35 @@ class Stage:
     def __init__(self, path, uid, gid):
         self.path, self.uid, self.gid = path, uid, gid
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        if os.fstat(self.fd).st_uid != os.getuid():
+            os.close(self.fd)
+            raise Fail("staging", "the staging directory %s was replaced under us" % path,
+                       "someone in the target renamed it; nothing was injected")
+        # Our own work by path goes through the fd's /proc alias, never through a path in a
+        # directory the target's user may write to (TMPDIR, a non-sticky emptyDir).
+        alias = "/proc/self/fd/%d" % self.fd
+        try:
+            same = os.path.samestat(os.stat(alias), os.fstat(self.fd))
+        except OSError:
+            same = False
+        self.ref = alias if same else path
 
-    def write(self, name, data, mode=0o600):
+    def keep(self, pid, start):
+        """Mark the directory as in use after we exit: the debugger of process ``pid``
+        imports from it (collect_stale spares it while that process lives)."""
+        try:
+            self.write("keep", json.dumps([pid, start]).encode(), give=False)
+        except OSError:
+            pass
+
+    def write(self, name, data, mode=0o600, give=True):
+        """A new file in the directory, given to the target's user unless ``give`` is False."""
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode,
                      dir_fd=self.fd)
         try:
             while data:
                 data = data[os.write(fd, data):]
-            if os.getuid() == 0:
+            if os.getuid() == 0 and give:
                 os.fchown(fd, self.uid, self.gid)
         finally:
             os.close(fd)
@@ -400,8 +438,8 @@ class Stage:
         import io
         import tarfile
 
-        dest = self.path + "/" + name
-        os.mkdir(dest, 0o700)
+        dest = self.ref + "/" + name
+        os.mkdir(name, 0o700, dir_fd=self.fd)
         with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tf:
             try:
                 tf.extractall(dest, filter="data")
@@ -413,7 +451,7 @@ class Stage:
                 for n in [os.path.join(root, x) for x in dirs + files]:
                     os.lchown(n, self.uid, self.gid)
             os.lchown(dest, self.uid, self.gid)
-        return dest
+        return self.path + "/" + name
 
     def unlink(self, name):
         try:
@@ -425,13 +463,124 @@ class Stage:
         import shutil
 
         try:
-            shutil.rmtree(self.path)
+            for name in os.listdir(self.fd):
+                try:
+                    if stat.S_ISDIR(os.lstat(name, dir_fd=self.fd).st_mode):
+                        shutil.rmtree(name, dir_fd=self.fd)
+                    else:
+                        os.unlink(name, dir_fd=self.fd)
+                except OSError:
+                    pass
+            st = os.lstat(self.path)
+            if os.path.samestat(st, os.fstat(self.fd)):  # still ours at that path
+                os.rmdir(self.path)
         except OSError:
             pass
         try:
             os.close(self.fd)
         except OSError:
             pass
+
+
+STAGE_NAME = re.compile(r"^\.kubectl-wand-[0-9a-f]{16}$")
+_HELD = []  # fds of the staging directories we made, locked until we exit
+
+
+def _open_dir(path):
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+
+
+def collect_stale(base, only=None, ignore_keep=False, bfd=None):
+    """Remove staging directories in ``base`` whose injector is gone (killed with the helper
+    or the node): real directories owned by our uid (the target's user cannot make root-owned
+    ones), not locked by a live injector, not marked ``keep`` by a debugger still running.
+    Sweeps only under an exclusive lock on the base, which makers of new stages hold shared
+    from their mkdir to their lock, so a stage in the making is never taken for an orphan.
+    Only the entry is looked up by name; everything under it goes through fds. Returns how
+    many were removed."""
+    import fcntl
+    import shutil
+
+    own = bfd is None
+    if own:
+        bfd = _open_dir(base)
+        if bfd is None:
+            return 0
+    removed = 0
+    try:
+        # ``only``: an exiting injector left that one to us; it lets go within moments
+        if not _try_lock(bfd, 3.0 if only else 0.0):
+            return 0
+        names = [only] if only else [n for n in os.listdir(bfd) if STAGE_NAME.match(n)]
+        for name in names:
+            try:
+                st = os.lstat(name, dir_fd=bfd)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                    continue
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=bfd)
+            except OSError:
+                continue
+            try:
+                if not os.path.samestat(st, os.fstat(fd)):
+                    continue
+                if not _try_lock(fd, 3.0 if only else 0.0):
+                    continue  # its injector is alive
+                if not ignore_keep and _kept_alive(fd):
+                    continue  # a debugger left running (--keep) still imports from it
+                shutil.rmtree(name, dir_fd=bfd)
+                removed += 1
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        fcntl.flock(bfd, fcntl.LOCK_UN)
+    finally:
+        if own:
+            os.close(bfd)
+    return removed
+
+
+def _try_lock(fd, wait):
+    import fcntl
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+def _kept_alive(fd):
+    """Whether a ``keep`` marker names a process that still lives."""
+    try:
+        kfd = os.open("keep", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+    except OSError:
+        return False
+    try:
+        pid, start = json.loads(os.read(kfd, 200).decode())
+        return alive(int(pid), int(start))
+    except (ValueError, TypeError, OSError):
+        return True  # unreadable: spare it
+    finally:
+        os.close(kfd)
+
+
+def release_kept(lib, own):
+    """After the last detach: the debugger's tree may live in another (kept) staging
+    directory; that one can go now."""
+    if not lib or not isinstance(lib, str) or lib.startswith(own + "/"):
+        return
+    stage_dir = os.path.dirname(lib)
+    base, name = os.path.split(stage_dir)
+    if SAFE_PATH.match(base) and STAGE_NAME.match(name) and ".." not in base.split("/"):
+        collect_stale(base, only=name, ignore_keep=True)
 
 
 # ---------------------------------------------------------------- injection (stage 2)
@@ -459,8 +608,10 @@ def lock(pid, start, timeout):
 
 
 def alive(pid, start):
+    """The process is there, the same one (start time), and not a zombie (runs no code)."""
     try:
-        return int(_read(PROC + "/%d/stat" % pid).rsplit(")", 1)[1].split()[19]) == start
+        f = _read(PROC + "/%d/stat" % pid).rsplit(")", 1)[1].split()
+        return int(f[19]) == start and f[0] not in ("Z", "X")
     except (OSError, IndexError, ValueError):
         return False
 
@@ -600,10 +751,13 @@ class Injection:
         if len(sock_path) > 100:
             raise Fail("no-staging", "staging path too long for a unix socket: " + sock_path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(sock_path)
+        old = os.umask(0o177)  # created 0600: no chmod by path afterwards
+        try:
+            self.sock.bind(st.ref + "/" + self.id + ".sock")
+        finally:
+            os.umask(old)
         if os.getuid() == 0:
-            os.chown(sock_path, st.uid, st.gid)
-        os.chmod(sock_path, 0o600)
+            os.chown(self.id + ".sock", st.uid, st.gid, dir_fd=st.fd, follow_symlinks=False)
         self.sock.listen(1)
         params = dict(params, sock=sock_path, id=self.id)
         st.write(self.id + ".json", json.dumps(params).encode())
@@ -630,7 +784,8 @@ class Injection:
                 return conn
             if not alive(self.pid, self.start):
                 raise Fail("exited", "process %d exited during the injection" % self.pid,
-                           "check the target's logs; nothing was left in it")
+                           "check the target's logs (and its restarts); nothing of "
+                           "kubectl-wand was left in it")
 
     def cleanup(self):
         for ext in (".py", ".json", ".sock"):
@@ -639,10 +794,15 @@ class Injection:
             self.sock.close()
 
 
+FINAL_EVENTS = ("result", "listening", "waiting", "detached", "loglevel", "error")
+EXITED_HINT = ("the code (or something it triggered) ended the process; check the target's "
+               "logs and whether it was restarted")
+
+
 def relay(conn, pid, start, timeout, on_event=None):
     """Copy the agent's JSON lines to stdout until it closes; returns the last event."""
     conn.setblocking(False)
-    buf, last = b"", None
+    buf, last, name = b"", None, None
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if deadline is not None and time.monotonic() > deadline:
@@ -651,16 +811,26 @@ def relay(conn, pid, start, timeout, on_event=None):
         r, _, _ = select.select([conn], [], [], 0.05)
         if not r:
             if not alive(pid, start):
-                raise Fail("exited", "process %d exited while running the injected code" % pid)
+                raise Fail("exited", "process %d exited while running the injected code" % pid,
+                           EXITED_HINT)
             continue
         chunk = conn.recv(65536)
         if not chunk:
+            if name not in FINAL_EVENTS:
+                # the agent hung up before its answer: what the death of the process looks
+                # like (os._exit, a crash); say so rather than "no result"
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    if not alive(pid, start):
+                        raise Fail("exited", "process %d exited while running the injected "
+                                   "code" % pid, EXITED_HINT)
+                    time.sleep(0.05)
             return last
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             event = json.loads(line.decode())
-            last = event
+            last, name = event, event.get("event")
             if on_event:
                 on_event(event)
             emit(event.pop("event"), **event)
@@ -695,6 +865,8 @@ def stage2(state):
             op = req.get("op")
             if op == "leave":
                 state["keep_stage"] = True
+                if stage is not None:
+                    stage.keep(pid, start)
                 return
             if op == "close":
                 return
@@ -726,13 +898,22 @@ def stage2(state):
                     params[name + "_path"] = stage.write(written[-1], data)
             if op == "attach" and not req.get("keep"):
                 state["on_eof"] = {"op": "detach", "params": {}}
+            emit("staged", dir=stage.path)
             try:
-                inject_once(stage, pid, start, params, req)
+                last = inject_once(stage, pid, start, params, req)
             finally:
                 for name in written:
                     stage.unlink(name)
             if op == "detach":
                 state.pop("on_eof", None)
+                if last and last.get("was_attached"):
+                    if last.get("stopped") is False:
+                        # another session still uses the debugger; if its tree is ours, keep it
+                        if (last.get("lib") or "").startswith(stage.path + "/"):
+                            state["keep_stage"] = True
+                            stage.keep(pid, start)
+                    else:
+                        release_kept(last.get("lib"), stage.path)
                 if req.get("final", True):
                     emit("done")
                     return
@@ -770,8 +951,9 @@ def inject_once(stage, pid, start, params, req):
         emit("ack", ms=round((time.monotonic() - t0) * 1000, 2))
         held.close()
         held = None
-        relay(conn, pid, start, req.get("timeout"))
+        last = relay(conn, pid, start, req.get("timeout"))
         conn.close()
+        return last
     finally:
         inj.cleanup()
         if held:
@@ -786,9 +968,10 @@ def hold_helper():
     try:
         import fcntl
 
-        fd = os.open(HELPER_LOCK, os.O_RDWR)
+        # never through a symlink: on this host's /tmp (pid/N) anyone could plant one
+        fd = os.open(HELPER_LOCK, os.O_RDWR | os.O_NOFOLLOW)
         fcntl.flock(fd, fcntl.LOCK_SH)
-        os.utime(HELPER_LOCK)
+        os.utime(fd)
         os.set_inheritable(fd, True)  # held through the exec into stage 2
     except OSError:
         pass

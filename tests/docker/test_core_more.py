@@ -60,7 +60,7 @@ def test_read_only_root_filesystem_stages_in_dev_shm(app):
     cp = wand("exec", f"docker/{c.name}", "-c", "print('ok')")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == "ok\n"
-    assert c.staged() == []
+    c.assert_healthy(8000)
 
 
 def test_no_writable_staging_place_is_a_clear_error(app):
@@ -68,7 +68,7 @@ def test_no_writable_staging_place_is_a_clear_error(app):
     cp = wand("exec", f"docker/{c.name}", "-c", "print('ok')")
     assert cp.returncode == 1
     assert "no writable directory" in cp.stderr and "hint:" in cp.stderr
-    assert c.alive()
+    c.assert_healthy(8000)
 
 
 def test_concurrent_injections_are_serialised_and_all_succeed(app):

@@ -67,13 +67,16 @@ def test_exec_missing_script_exit_2(monkeypatch, capsys, tmp_path):
     code, _, err = run_main(monkeypatch, capsys, "exec", "deploy/app", "-f",
                             str(tmp_path / "nope.py"))
     assert code == 2
-    assert err == f"error: cannot read {tmp_path / 'nope.py'}: No such file or directory\n"
+    assert err == (f"error: cannot read {tmp_path / 'nope.py'}: No such file or directory\n"
+                   "hint: the script is read on this machine, not in the target; check the "
+                   "path and its permissions\n")
 
 
 def test_exec_directory_script_exit_2(monkeypatch, capsys, tmp_path):
     code, _, err = run_main(monkeypatch, capsys, "exec", "deploy/app", "-f", str(tmp_path))
     assert code == 2
-    assert err == f"error: {tmp_path} is a directory, not a script\n"
+    assert err == (f"error: {tmp_path} is a directory, not a script\n"
+                   "hint: give the path of a Python file (-f FILE), or '-' to read stdin\n")
 
 
 @pytest.mark.parametrize("args", [["attach", "deploy/x", "--port", "abc"],

@@ -166,13 +166,23 @@ WINCH_BIT = format(1 << 27, "x")  # SigCgt bit of SIGWINCH (28)
     (WINCH_BIT, "reloader", "auto", None),
     ("zz", "worker", "auto", None),
     (WINCH_BIT, "worker", "none", None),
-    ("0", "main", "usr1", "SIGUSR1"),
-    ("0", "main", "SIGHUP", "SIGHUP"),
+    (format(1 << 9, "x"), "main", "usr1", "SIGUSR1"),  # caught
+    ("1", "main", "SIGHUP", "SIGHUP"),  # bit 0: SIGHUP caught
     ("0", "master", "winch", "SIGWINCH"),  # asked explicitly: even a master
+    ("0", "main", "urg", "SIGURG"),  # ignored by default: harmless either way
 ])
 def test_nudge_signal(sigcgt, role, choice, want):
     p = Proc(1, 0, 0, ["python3"], python="3.14", sigcgt=sigcgt, role=role)
     assert ops.nudge_signal(p, choice) == want
+
+
+@pytest.mark.parametrize("choice", ["usr1", "USR2", "SIGHUP", "pwr"])
+def test_nudge_signal_refuses_one_that_would_terminate(choice):
+    """A signal the process does not catch, whose default action ends it, is never sent."""
+    with pytest.raises(WandError) as ei:
+        ops.nudge_signal(Proc(7, 0, 0, ["python3"], sigcgt="0"), choice)
+    assert ei.value.code == "would-kill" and ei.value.exit_code == 2
+    assert "would terminate" in ei.value.message and "--signal none" in ei.value.hint
 
 
 @pytest.mark.parametrize("choice", ["KILL", "SIGTERM", "9", "int"])

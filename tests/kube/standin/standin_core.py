@@ -1345,7 +1345,7 @@ def run_exec(dname, cname, command, stdin, tty):
         args.append("-t")
     args += [dname] + command
     proc = subprocess.Popen(args, stdin=None if stdin else subprocess.DEVNULL, stdout=None, stderr=subprocess.PIPE,
-                            bufsize=0, start_new_session=not tty)
+                            bufsize=0, start_new_session=not tty, preexec_fn=die_with_me)
     held = bytearray()
     first = [True]
 
@@ -1390,6 +1390,22 @@ def run_exec(dname, cname, command, stdin, tty):
 _children = []
 
 
+try:
+    import ctypes as _ctypes
+
+    _prctl = _ctypes.CDLL(None).prctl
+except (ImportError, OSError, AttributeError):
+    _prctl = None
+
+
+def die_with_me():
+    """preexec_fn: the child gets SIGKILL when the thread that started it ends (Linux
+    PR_SET_PDEATHSIG), so a killed stand-in leaves no docker client behind, as a killed real
+    kubectl (one process) leaves nothing."""
+    if _prctl is not None:
+        _prctl(1, 9, 0, 0, 0)
+
+
 def end_streams_when_stopped(container, procs, grace=1.0, wait_running=False, on_dead=None):
     """What the kubelet does to exec/attach/port-forward streams: when `container` stops or is removed,
     they end (a docker exec/attach client whose container is force-removed hangs on stdin instead).
@@ -1407,7 +1423,8 @@ def end_streams_when_stopped(container, procs, grace=1.0, wait_running=False, on
                 time.sleep(0.05)
         try:
             w = subprocess.Popen(["docker", "wait", container], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+                                 stderr=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=die_with_me)
         except OSError:
             return
         state["waiter"] = w
@@ -2076,6 +2093,7 @@ def run_port_forward(pod, ports, addrs):
         out("Handling connection for %d\n" % local)
         try:
             proc = subprocess.Popen(["docker", "exec", "-i", sandbox, "python3", "-c", RELAY, str(remote)],
+                                    preexec_fn=die_with_me,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                                     start_new_session=True)
         except OSError as e:
