@@ -11,7 +11,7 @@ would (launch → exit, output checked):
   exec deploy/fanN --all -c pass       cold: the first one, which adds one ephemeral helper
                                        per pod; warm: later ones, which reuse them
 
-Prints medians (and min/max) over --runs warm runs, and how busy the machine's CPUs were during
+Prints medians and p90 over --runs warm runs (each next to the single-replica figure), and how busy the machine's CPUs were during
 the warm exec runs (CPU-seconds per pod, whoever spent them). Every container made is removed at the end,
 also on an error or Ctrl-C. See docs/performance.md for the figures and what they mean.
 """
@@ -29,11 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from common import CLI_ENV, WAND, Table, stats  # noqa: E402
 from tests.kube.standin.cluster import Cluster  # noqa: E402
-
-WAND = str(Path(sys.executable).parent / "kubectl-wand")
-if not os.path.exists(WAND):
-    WAND = shutil.which("kubectl-wand") or WAND
 TICKER = ["python3", "-c", "import time; print('READY', flush=True); "
           "[time.sleep(0.005) for _ in iter(int, 1)]"]
 
@@ -46,8 +44,8 @@ def busy_jiffies():
 
 def timed(cluster, argv, check):
     t0 = time.monotonic()
-    cp = subprocess.run([WAND] + argv, env=cluster.env, capture_output=True, text=True,
-                        timeout=600)
+    cp = subprocess.run([WAND] + argv, env=dict(cluster.env, PYTHONPATH=CLI_ENV["PYTHONPATH"]),
+                        capture_output=True, text=True, timeout=600)
     dt = time.monotonic() - t0
     if cp.returncode != 0 or not check(cp.stdout):
         raise SystemExit(f"unexpected result of {' '.join(argv)} (exit {cp.returncode}):\n"
@@ -57,7 +55,7 @@ def timed(cluster, argv, check):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=5, help="warm runs per figure (default 5)")
+    ap.add_argument("--runs", type=int, default=10, help="warm runs per figure (default 10)")
     ap.add_argument("--sizes", default="1,5,20", help="replica counts (default 1,5,20)")
     ap.add_argument("--max-parallel", type=int, default=8, help="exec --max-parallel")
     args = ap.parse_args()
@@ -93,20 +91,21 @@ def main():
     finally:
         cluster.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"seconds; {os.cpu_count()} CPUs; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
+    print(f"\n{os.cpu_count()} CPUs; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
           f"{args.runs} warm runs each; exec --max-parallel {args.max_parallel}; "
           f"wall {time.monotonic() - started:.0f} s")
-    print(f"{'replicas':>8}  {'ps median':>10} {'(min-max)':>13}  {'exec cold':>9}  "
-          f"{'exec warm median':>16} {'(min-max)':>13}  {'CPU busy':>8} {'CPU-s/pod':>9}")
-    for n, ps, cold, warm, cpu in rows:
-        print(f"{n:>8}  {statistics.median(ps):>10.3f} {min(ps):>6.3f}-{max(ps):<6.3f}  "
-              f"{cold:>9.3f}  {statistics.median(warm):>16.3f} "
-              f"{min(warm):>6.3f}-{max(warm):<6.3f}  {cpu[0]:>7.0%} {cpu[1]:>9.2f}")
+    table = Table("fan-out through the kubectl stand-in: ps and exec --all over N replicas")
     base = rows[0] if rows and rows[0][0] == 1 else None
-    if base:
-        for n, ps, cold, warm, _ in rows[1:]:
-            print(f"ratio {n}/1: ps {statistics.median(ps) / statistics.median(base[1]):.2f}x, "
-                  f"exec warm {statistics.median(warm) / statistics.median(base[3]):.2f}x")
+    for n, ps, cold, warm, cpu in rows:
+        table.section(f"{n} replica{'s' if n != 1 else ''}: machine CPU {cpu[0]:.0%} busy, "
+                      f"{cpu[1]:.2f} CPU-s per pod per exec --all")
+        ref = base if base and n != 1 else None
+        table.add(f"ps deploy/fan{n}", ps, "ps over 1 replica" if ref else None,
+                  ref[1] if ref else None)
+        table.add(f"exec --all, warm", warm, "exec --all over 1" if ref else None,
+                  ref[3] if ref else None)
+        table.add(f"exec --all, cold (adds {n} helper{'s' if n != 1 else ''})", [cold])
+    print(table.render())
 
 
 if __name__ == "__main__":

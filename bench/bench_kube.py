@@ -2,36 +2,49 @@
 
     .venv/bin/python bench/bench_kube.py [--runs N]
 
-A one-replica deployment of /app/busy.py (main thread back in the interpreter every 5 ms)
-and one of /app/http_app.py, pods = containers. Measures `exec -c 'print(1)'` (first call:
-creates the ephemeral helper; then reuses it) and attach-to-ready (launch → DAP `initialize`
-answered through `kubectl port-forward`). Note: each call of the stand-in (a Python script)
-costs ~90 ms that real kubectl does not; the count of kubectl calls is printed too.
+One-replica deployments of /app/busy.py (CPU-bound: its main thread spins in pure Python),
+a ticking loop (back in the interpreter every 5 ms) and /app/http_app.py (looks every 0.5 s).
+Measures `exec -c 'print(1)'` (first call adds the ephemeral helper, later ones reuse it) and
+attach-to-ready (launch → DAP `initialize` answered through `kubectl port-forward`), each next
+to its references measured in the same run: the floor (remote_exec + debugpy.listen with a
+compiled debugpy in place, initialize from inside the container; no CLI) and the naive flow
+through the same stand-in (copy with `kubectl exec … tar`, `kubectl debug` runs
+sys.remote_exec, `kubectl port-forward`, retry initialize until it answers). Also the kubectl
+calls per command, the bytes the CLI writes per attach and the ephemeral helpers per pod.
+
+Each stand-in call is a Python process running docker commands: it costs CPU and time that real
+kubectl does not, so these figures are an upper bound; the count of calls is the portable part.
 """
 
 import argparse
+import io
 import json
-import signal
+import os
+import random
+import socket
 import subprocess
 import sys
-import threading
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_docker import WAND, table  # noqa: E402
-from kubectl_wand.dap import DAPClient  # noqa: E402
-from tests.conftest import wait_for_line  # noqa: E402
+from common import (BUSY_APP, CLI_ENV, DEFAULT_IMAGE, HTTP_APP, NAIVE_INJECT, TICKING_APP,  # noqa
+                    WAND, Cleanup, Table, debugpy_tree_tar, guarded, machine_line,
+                    time_attach, time_floor_attach, wait_for_line)
 from tests.kube.standin.cluster import Cluster  # noqa: E402
+
+
+def cli_env(c):
+    return dict(c.env, PYTHONPATH=CLI_ENV["PYTHONPATH"])
 
 
 def time_exec(c, target):
     n0 = len(c.argv_log())
     t0 = time.perf_counter()
-    cp = subprocess.run([WAND, "exec", target, "-q", "-c", "print(1)"], env=c.env,
+    cp = subprocess.run([WAND, "exec", target, "-q", "-c", "print(1)"], env=cli_env(c),
                         capture_output=True, text=True, timeout=120)
     t = time.perf_counter() - t0
     if cp.returncode or cp.stdout.strip() != "1":
@@ -39,59 +52,177 @@ def time_exec(c, target):
     return t, len(c.argv_log()) - n0
 
 
-def time_attach(c, target):
+def attach(c, target, cleanup, pause=None):
     n0 = len(c.argv_log())
-    t0 = time.perf_counter()
-    p = subprocess.Popen([WAND, "attach", target, "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err = []
-    threading.Thread(target=lambda: err.extend(p.stderr), daemon=True).start()
+    r = time_attach(target, cleanup, env=cli_env(c), pause=pause)
+    r["calls"] = len(c.argv_log()) - n0
+    return r
+
+
+def dap_initialize_tcp(port, timeout=2.0):
+    """True if a DAP initialize on 127.0.0.1:port is answered."""
     try:
-        info = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
-        dap = DAPClient("127.0.0.1", info["port"], timeout=30)
-        dap.request("initialize", clientID="bench", adapterID="debugpy")
-        ready = time.perf_counter() - t0
-        dap.close()
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except OSError:
+        return False
+    try:
+        body = json.dumps({"seq": 1, "type": "request", "command": "initialize",
+                           "arguments": {"clientID": "naive", "adapterID": "debugpy"}}).encode()
+        s.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        got = b""
+        while b'"initialize"' not in got:
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            got += chunk
+        return True
+    except OSError:
+        return False
     finally:
-        p.send_signal(signal.SIGINT)
-        rc = p.wait(timeout=60)
-    if rc:
-        raise RuntimeError("attach failed: " + "".join(err))
-    return ready, len(c.argv_log()) - n0
+        s.close()
+
+
+def time_naive(c, image, app, tag, port=5692):
+    """The flow without kubectl-wand through the stand-in, as fast as it goes (no sleeps)."""
+    dep = c.deployment(tag, ready_line="READY",
+                       containers=[{"name": "app", "command": app, "user": 1000}])
+    pod = dep.pods[0]
+    lib = "/tmp/naive-" + tag
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as out, \
+            tarfile.open(fileobj=io.BytesIO(debugpy_tree_tar())) as src:
+        for m in src.getmembers():
+            out.addfile(m, src.extractfile(m) if m.isfile() else None)
+        data = NAIVE_INJECT.format(lib=lib, port=port).encode()
+        ti = tarfile.TarInfo("inject.py")
+        ti.size, ti.mode = len(data), 0o644
+        out.addfile(ti, io.BytesIO(data))
+    archive = raw.getvalue()
+    env = c.env
+    t0 = time.perf_counter()
+    cp = subprocess.run(["kubectl", "exec", "-i", pod, "-c", "app", "--", "sh", "-c",
+                         f"mkdir -p {lib} && tar xf - -C {lib}"], input=archive, env=env,
+                        capture_output=True, timeout=120)
+    if cp.returncode:
+        raise RuntimeError(f"naive copy failed: {cp.stderr!r}")
+    cp = subprocess.run(["kubectl", "debug", pod, "--target=app", "--profile=general",
+                         "--image=" + image, "-q", "--", "python3", "-c",
+                         f"import sys; sys.remote_exec(1, '/proc/1/root{lib}/inject.py')"],
+                        env=env, capture_output=True, timeout=120)
+    if cp.returncode:
+        raise RuntimeError(f"naive debug failed: {cp.stderr!r}")
+    pf = None
+    try:
+        while True:
+            if pf is None or pf.poll() is not None:
+                # a refused connection ends kubectl port-forward ("lost connection to pod"):
+                # start it again, as a user's retry loop would
+                if pf is not None:
+                    pf.wait()
+                pf = subprocess.Popen(["kubectl", "port-forward", "pod/" + pod, f":{port}",
+                                       "--address", "127.0.0.1"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
+                line = wait_for_line(pf.stdout, lambda s: "Forwarding from" in s, 60)
+                local = int(line.split("127.0.0.1:")[1].split()[0])
+            if dap_initialize_tcp(local):
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > 60:
+                raise RuntimeError("naive flow: the debug port never answered")
+            if pf.poll() is None:
+                try:
+                    pf.wait(timeout=0.5)  # the failed connection ends it; a real signal
+                except subprocess.TimeoutExpired:
+                    pass
+    finally:
+        if pf is not None and pf.poll() is None:
+            pf.terminate()
+            pf.wait()
+        c.delete_pod(pod)
+
+
+def ephemeral_count(c, pod):
+    return len(c.get_pod(pod)["status"].get("ephemeralContainerStatuses", []))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--image", default=DEFAULT_IMAGE)
+    ap.add_argument("--no-jitter", action="store_true")
     args = ap.parse_args()
-    import tempfile
+    n = args.runs
+    rng = random.Random(769)
+    cleanup = Cleanup()
+    started = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    table = Table("Kubernetes backend through the kubectl stand-in")
+    tmp = tempfile.mkdtemp(prefix="wand-bench-kube-")
+    c = Cluster(Path(tmp))
 
-    c = Cluster(Path(tempfile.mkdtemp(prefix="wand-bench-kube-")))
-    try:
-        c.deployment("busy", ready_line="READY", containers=[
-            {"name": "app", "command": ["python3", "/app/busy.py"], "user": 1000}])
-        c.deployment("web", ready_line="READY")
-        cold, cold_calls = time_exec(c, "deploy/busy")
-        warm = [time_exec(c, "deploy/busy") for _ in range(args.runs)]
-        att_cold, att_cold_calls = time_attach(c, "deploy/web")
-        att = [time_attach(c, "deploy/busy") for _ in range(args.runs)]
-        att_web = [time_attach(c, "deploy/web") for _ in range(args.runs)]
-        table([
-            ("exec -c 'print(1)' through the stand-in (5 ms target)", [
-                (f"cold: adds the ephemeral helper ({cold_calls} kubectl calls)", [cold]),
-                (f"warm: reuses it ({warm[0][1]} kubectl calls)", [w[0] for w in warm])]),
-            ("attach → DAP initialize answered via kubectl port-forward", [
-                (f"cold, http_app ({att_cold_calls} kubectl calls)", [att_cold]),
-                (f"warm, 5 ms target ({att[0][1]} kubectl calls)", [a[0] for a in att]),
-                ("warm, http_app (0.5 s serve_forever poll)", [a[0] for a in att_web])]),
-        ])
-        helpers = [s["name"] for p in c.pods() for s in
-                   c.get_pod(p)["status"].get("ephemeralContainerStatuses", [])]
-        print(f"ephemeral helper containers created: {len(helpers)} "
-              f"for {2 + 2 * args.runs + 1 + args.runs} commands on 2 pods")
-    finally:
-        c.close()
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    def http_jitter():
+        if not args.no_jitter:
+            time.sleep(rng.uniform(0.0, 0.5))  # untimed: a random phase of http_app's poll
+
+    def body():
+        try:
+            apps = {"busy": BUSY_APP, "tick": TICKING_APP, "web": HTTP_APP}
+            for name, app in apps.items():
+                c.deployment(name, ready_line="READY",
+                             containers=[{"name": "app", "command": app, "user": 1000}])
+            log("exec…")
+            cold, cold_calls = time_exec(c, "deploy/tick")
+            warm = [time_exec(c, "deploy/tick") for _ in range(n)]
+            table.section("exec -c 'print(1)', ticking target")
+            table.add(f"cold: adds the ephemeral helper ({cold_calls} kubectl calls)", [cold])
+            table.add(f"warm: reuses it ({warm[0][1]} kubectl calls)", [w[0] for w in warm])
+
+            for name, app in apps.items():
+                jitter = http_jitter if name == "web" else (lambda: None)
+                log(f"attach {name}…")
+                jitter()
+                first = attach(c, f"deploy/{name}", cleanup, pause=jitter)
+                runs = []
+                for _ in range(n):
+                    jitter()
+                    runs.append(attach(c, f"deploy/{name}", cleanup, pause=jitter))
+                pod = c.pods(selector=f"app={name}")[0]
+                helpers = ephemeral_count(c, pod)
+                log(f"floor and naive flow, {name} (a fresh target each run)…")
+                floor, naive = [], []
+                for i in range(n):
+                    jitter()
+                    floor.append(time_floor_attach(args.image, app, cleanup, f"k{name}{i}"))
+                for i in range(n):
+                    jitter()
+                    naive.append(time_naive(c, args.image, app, f"naive-{name}-{i}"))
+                what = {"busy": "CPU-bound /app/busy.py", "tick": "ticking loop (5 ms)",
+                        "web": "/app/http_app.py (looks every 0.5 s)"}[name]
+                table.section(f"attach → DAP initialize via kubectl port-forward: {what}")
+                table.add(f"warm ({runs[0]['calls']} kubectl calls)", [r["ready"] for r in runs],
+                          "floor: debugpy .pyc in place", [t for t, _ in floor])
+                table.add("", [], "  of which in the container", [t for _, t in floor])
+                table.add(f"warm", [r["ready"] for r in runs], "naive: cp + debug + poll", naive)
+                table.add(f"first attach to this pod ({first['calls']} kubectl calls)",
+                          [first["ready"]], "naive: cp + debug + poll", naive)
+                table.add("detach: SIGINT → exited", [r["detach"] for r in runs])
+                table.add("bytes written by the CLI per attach, warm (kB)",
+                          [r["bytes"] / 1000 for r in runs if r["bytes"] is not None])
+                table.add("bytes written by the CLI, first attach (kB)",
+                          [first["bytes"] / 1000] if first["bytes"] is not None else [])
+                table.add(f"ephemeral helpers in the pod after {n + 1} attaches", [helpers])
+        finally:
+            c.close()
+
+    rc = guarded(body, cleanup)
+    if rc == 0:
+        print(f"\n{machine_line(started, load0)}")
+        print(table.render())
+    return rc
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

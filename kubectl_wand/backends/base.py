@@ -7,6 +7,8 @@ from typing import List, Optional
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
+HELPER_CACHE = "/tmp/kubectl-wand-cache"  # in a helper container's own filesystem
+
 
 @dataclass
 class Box:
@@ -30,6 +32,11 @@ class Backend:
 
     def prepare_inject(self, box: Box):
         """Make ready what injecting needs beyond listing (e.g. a Kubernetes helper)."""
+
+    def cache_dir(self, box: Box) -> Optional[str]:
+        """Where the injector keeps debugpy trees compiled for the target's interpreter between
+        attaches: a directory of the helper's own filesystem, never the target's (None: none)."""
+        return None
 
     def recover(self, box: Box, stderr: str) -> bool:
         """Repair what made the injector fail to start (e.g. an expired helper); True = retry."""

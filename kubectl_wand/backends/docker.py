@@ -11,7 +11,7 @@ import shlex
 from typing import List
 
 from kubectl_wand import payload
-from kubectl_wand.backends.base import Backend, Box, run
+from kubectl_wand.backends.base import HELPER_CACHE, Backend, Box, run
 from kubectl_wand.engine.forward import StdioForwarder
 from kubectl_wand.errors import WandError
 
@@ -19,6 +19,7 @@ HELPER_IDLE_SECONDS = 600
 
 
 class DockerBackend(Backend):
+    slow_forward = True  # its relays start ahead (prespawn): cli/attach makes it early
     def __init__(self, runtime: str = "docker", image: str = None, idle: int = HELPER_IDLE_SECONDS):
         self.runtime, self.image, self.idle = runtime, image, idle
         self.name = runtime
@@ -53,11 +54,16 @@ class DockerBackend(Backend):
     def helper_name(self, box: Box) -> str:
         return "kubectl-wand-helper-" + box.id[:12]
 
+    def cache_dir(self, box: Box):
+        return HELPER_CACHE
+
     def injector_argv(self, box: Box) -> List[str]:
         return [self.runtime, "exec", "-i", self.helper_name(box),
                 "python3", "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
-    def start_helper(self, box: Box):
+    def start_helper(self, box: Box) -> bool:
+        """Start the helper; True if this call started it (`docker run -d` returns once the
+        container runs), False if another command had just created it."""
         argv = [self.runtime, "run", "-d", "--rm", "--name", self.helper_name(box),
                 "--label", "kubectl-wand.helper-for=" + box.id,
                 "--pid", "container:" + box.id, "--network", "container:" + box.id,
@@ -74,12 +80,13 @@ class DockerBackend(Backend):
                                 code="helper-image")
             raise WandError(f"could not start the helper container: {err}",
                             "check `" + shlex.join(argv[:4]) + " …` with -v", code="helper")
+        return cp.returncode == 0
 
     def recover(self, box: Box, stderr: str) -> bool:
         if "No such container" in stderr or "is not running" in stderr or \
                 "no such container" in stderr:
-            self.start_helper(box)
-            self.wait_helper(box)
+            if not self.start_helper(box):
+                self.wait_helper(box)  # someone else's `docker run` may still be starting it
             return True
         return False
 
@@ -107,7 +114,7 @@ class DockerBackend(Backend):
     def forward(self, box: Box, remote_port: int, local_port: int):
         relay = [self.runtime, "exec", "-i", self.helper_name(box), "python3", "-I", "-S",
                  "-c", payload.source("forward"), "kubectl-wand-forward", str(remote_port)]
-        return StdioForwarder(lambda: relay, local_port)
+        return StdioForwarder(lambda: relay, local_port, prespawn=True)
 
     def target_gone(self, box: Box):
         cp = run([self.runtime, "inspect", "-f", "{{.State.Running}} {{.State.Status}} "

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import List, Optional
 
 from kubectl_wand import payload
-from kubectl_wand.backends.base import Backend, Box, run
+from kubectl_wand.backends.base import HELPER_CACHE, Backend, Box, run
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
@@ -82,6 +82,7 @@ def default_container(pod: dict, wanted: Optional[str]) -> str:
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
+    slow_forward = True  # a kubectl process per forward: cli/attach starts it early
 
     def __init__(self, opts: dict):
         self.opts = opts
@@ -284,6 +285,9 @@ class KubernetesBackend(Backend):
     def prepare_inject(self, box: Box):
         self.prepare_helper(box)
 
+    def cache_dir(self, box: Box):
+        return HELPER_CACHE if box.extra.get("helper") else None  # never the app container
+
     def prepare_helper(self, box: Box, timeout: float = 120.0):
         """Reuse a running helper for this container, or add one ephemeral container."""
         pod = box.extra["pod_json"]
@@ -407,7 +411,8 @@ class PortForward:
         threading.Thread(target=read, daemon=True).start()
         if not done.wait(timeout) or "port" not in result:
             self.proc.kill()
-            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            self.proc.wait()  # reaped, so its stderr is all there (poll() could race its exit)
+            err = self.proc.stderr.read()
             if "unable to listen" in err.lower() or "address already in use" in err.lower():
                 raise WandError(f"local port {local_port} is already in use",
                                 "choose another with --local-port, or 0 for a free one",

@@ -44,6 +44,11 @@ class LocalBackend(Backend):
     def injector_argv(self, box: Box) -> List[str]:
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
+    def cache_dir(self, box: Box):
+        from kubectl_wand.engine import bundle
+
+        return str(bundle._cache_dir() / "compiled")  # this user's cache, on this host
+
     def forward(self, box: Box, remote_port: int, local_port: int):
         pid = box.extra.get("attached_pid") or box.extra.get("pid")
         if _ns(pid, "net") == _ns("self", "net"):

@@ -10,7 +10,8 @@ import click
 from kubectl_wand import editors, progress
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import bundle, ops
+from kubectl_wand.engine.forward import Early
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.session import kill_point
 from kubectl_wand.errors import WandError
@@ -59,6 +60,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
         editors.read_launch_json(editor["path"])  # refuse a file we could not merge into, now
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
+    bundle.prefetch()  # the debugpy archive and its key, read while the target is reached
     parsed, backend, boxes = resolve(target, opts)
     first = True
     while True:
@@ -80,9 +82,18 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                  pid, opts, first, editor=None):
     """One attach; returns None when the user ended it, or what went away."""
     editor = editor or {"name": f"kubectl-wand: {box.display}", "path": None}
-    with progress.spinner(f"reaching {box.display}"):
-        session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
-                                   signal=opts.get("nudge"))
+    # a slow forward (kubectl port-forward) starts now: its start-up overlaps the injection
+    early = (Early(lambda remote: backend.forward(box, remote, local_port), port)
+             if getattr(backend, "slow_forward", False) else None)
+    try:
+        with progress.spinner(f"reaching {box.display}"):
+            session = ops.open_session(backend, box, pid=pid,
+                                       ask=ask_process if is_tty() else None,
+                                       signal=opts.get("nudge"), debugpy=True)
+    except BaseException:
+        if early:
+            early.close()
+        raise
     proc = session.choice.proc
     box.extra["attached_pid"] = proc.pid
     status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "
@@ -98,7 +109,8 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         if ev.get("reused"):
             status("debugpy was already listening in this process (another session or "
                    "--keep); reusing it")
-        fwd = backend.forward(box, ev.get("port") or port, local_port)
+        fwd = (early.result(ev.get("port") or port) if early
+               else backend.forward(box, ev.get("port") or port, local_port))
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
         cfg = vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc))
@@ -152,6 +164,8 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
     finally:
         if fwd:
             fwd.close()
+        if early:
+            early.close()
         session.chan.close(timeout=1 if gone else 10)
 
 

@@ -1,10 +1,13 @@
 """debugpy, shipped to targets that lack it: its pure-Python tree as a deterministic .tgz."""
 
 import gzip
+import hashlib
 import importlib.util
 import io
 import os
+import re
 import tarfile
+import threading
 from pathlib import Path
 
 from kubectl_wand.errors import WandError
@@ -92,19 +95,64 @@ def build(src: Path) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 
 
+def _version(src: Path) -> str:
+    """debugpy's version from its own _version.py (importlib.metadata costs ~20 ms)."""
+    try:
+        m = re.search(r'"version":\s*"([^"]+)"', (src / "_version.py").read_text("utf-8"))
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version("debugpy")
+    except Exception:
+        return "unknown"
+
+
+_archive: dict = {}
+_archive_lock = threading.Lock()
+
+
+def _load():
+    with _archive_lock:
+        if "data" not in _archive:
+            data = debugpy_tgz()
+            _archive["key"] = hashlib.sha256(data).hexdigest()[:32]
+            _archive["data"] = data
+
+
+def prefetch():
+    """Read the archive and its key in a thread (an attach starts this while the injector
+    starts); archive() and archive_key() then wait for it. Errors surface there."""
+    def run():
+        try:
+            _load()
+        except Exception:
+            pass
+
+    threading.Thread(target=run, daemon=True, name="wand-bundle").start()
+
+
+def archive() -> bytes:
+    _load()
+    return _archive["data"]
+
+
+def archive_key() -> str:
+    """What names this archive in a helper's cache of compiled trees (its sha256, shortened)."""
+    _load()
+    return _archive["key"]
+
+
 def debugpy_tgz() -> bytes:
     """The archive, built once per debugpy version and cached (or the zipapp's prebuilt one)."""
     data = bundled_tgz()
     if data is not None:
         return data
     src = debugpy_dir()
-    version = "unknown"
-    try:
-        from importlib.metadata import version as dist_version
-
-        version = dist_version("debugpy")
-    except Exception:
-        pass
+    version = _version(src)
     cache = _cache_dir() / f"debugpy-{version}.tgz"
     try:
         return cache.read_bytes()

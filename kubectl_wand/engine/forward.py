@@ -4,7 +4,7 @@ import errno
 import socket
 import subprocess
 import threading
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
@@ -28,15 +28,54 @@ def listen_local(port: int, host: str = "127.0.0.1") -> socket.socket:
 
 
 class StdioForwarder:
-    """Each accepted connection is relayed through a fresh process's stdin/stdout."""
+    """Each accepted connection is relayed through a fresh process's stdin/stdout.
 
-    def __init__(self, relay_argv: Callable[[], List[str]], local_port: int):
+    ``prespawn``: one relay is always started ahead of the next client (payload/forward.py
+    connects to the debug port only once its client has spoken), so a connecting editor does
+    not wait for a `docker exec` and a Python to start."""
+
+    def __init__(self, relay_argv: Callable[[], List[str]], local_port: int,
+                 prespawn: bool = False):
         self.relay_argv = relay_argv
         self.sock = listen_local(local_port)
         self.local_port = self.sock.getsockname()[1]
         self.procs: List[subprocess.Popen] = []
         self.closed = False
+        self.prespawn, self.ahead, self.ahead_lock = prespawn, None, threading.Lock()
+        if prespawn:
+            self._refill()
         threading.Thread(target=self._accept, daemon=True, name="wand-forward").start()
+
+    def _refill(self):
+        def run():
+            argv = self.relay_argv()
+            trace(argv)
+            try:
+                # no die-with-parent needed: if we vanish, its stdin ends and so does it
+                p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+            except OSError:
+                return
+            with self.ahead_lock:
+                if not self.closed and self.ahead is None:
+                    self.ahead, p = p, None
+            if p is not None:
+                p.kill()
+                p.wait()
+
+        threading.Thread(target=run, daemon=True, name="wand-forward-ahead").start()
+
+    def _spare(self) -> Optional[subprocess.Popen]:
+        """The relay started ahead, if it is still alive (and a new one behind it)."""
+        if not self.prespawn:
+            return None
+        with self.ahead_lock:
+            p, self.ahead = self.ahead, None
+        self._refill()
+        if p is not None and p.poll() is not None:
+            p.wait()
+            return None
+        return p
 
     def _accept(self):
         while not self.closed:
@@ -50,7 +89,8 @@ class StdioForwarder:
         argv = self.relay_argv()
         trace(argv)
         try:
-            p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            p = self._spare() or subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, start_new_session=True,
                                  preexec_fn=die_with_parent())
         except OSError:
@@ -101,6 +141,52 @@ class StdioForwarder:
             pass
         for p in list(self.procs):
             p.kill()
+        with self.ahead_lock:
+            p, self.ahead = self.ahead, None
+        if p is not None:
+            p.kill()
+            p.wait()
+
+
+class Early:
+    """A forward started ahead of the debugger, so that its own start-up (a `kubectl
+    port-forward` process until its "Forwarding from" line) overlaps the injection: it reaches
+    into the pod only when a client connects. ``result()`` hands it over (restarted if the
+    debugger turned out to listen on another port); ``close()`` when done with it.
+
+    The thread that made it lives until ``close()``: a child process started with a
+    parent-death signal (PR_SET_PDEATHSIG) dies with the *thread* that started it."""
+
+    def __init__(self, make: Callable[[int], object], remote_port: int):
+        self.make, self.remote_port = make, remote_port
+        self.fwd, self.error = None, None
+        self.made, self.released = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="wand-forward-early")
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.fwd = self.make(self.remote_port)
+        except BaseException as e:  # raised to the caller by result()
+            self.error = e
+        self.made.set()
+        self.released.wait()
+
+    def result(self, remote_port: int):
+        self.made.wait()
+        if self.error is not None:
+            raise self.error
+        if remote_port != self.remote_port:
+            self.fwd.close()
+            self.fwd = self.make(remote_port)
+            self.remote_port = remote_port
+        return self.fwd
+
+    def close(self):
+        self.made.wait()
+        if self.fwd is not None:
+            self.fwd.close()
+        self.released.set()
 
 
 class Direct:

@@ -74,16 +74,17 @@ def _catches(proc: Proc, signum: int) -> bool:
 
 
 def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
-                 remote_exec=True):
+                 remote_exec=True, debugpy=False):
     """A session with a process chosen and the injector switched to its interpreter.
 
     ``remote_exec=False`` (stacks: memory reads only) also accepts a process whose remote
-    debugging is disabled."""
+    debugging is disabled. ``debugpy=True`` (attach) gives stage 1 the helper's cache of
+    compiled debugpy trees, so stage 2 can say whether the archive needs shipping."""
     if pid is None:
         pid = box.extra.get("pid")  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
-    procs = s.open("inject")
+    procs = s.open("inject", probe="auto")  # the exact version comes from stage 2
     try:
         choice = pick_process(procs, pid, ask, remote_exec)
         if choice.proc.blocker_for(remote_exec):
@@ -93,7 +94,11 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
                             f"{choice.proc.blocker_for(remote_exec)}",
                             hint_for(choice.proc), code="not-attachable")
         s.signal = nudge_signal(choice.proc, signal)
-        s.select(choice.proc.pid)
+        where = backend.cache_dir(box) if debugpy else None
+        s.select(choice.proc.pid, **({"cache": where, "cache_key": bundle.archive_key()}
+                                     if where else {}))
+        if s.stage2.get("python"):
+            choice.proc.python = s.stage2["python"]
     except BaseException:
         s.chan.close(timeout=2)
         raise
@@ -329,7 +334,7 @@ class Attachment:
         events = self.session.request(
             "attach", {"port": self.port, "wait_for_client": self.wait_for_client,
                        "keep": self.keep},
-            blobs=[("debugpy.tgz", bundle.debugpy_tgz())], keep=self.keep,
+            keep=self.keep, **self._debugpy(),
             ack_timeout=self.ack_timeout)
         for ev in events:
             if ev.get("event") == "listening":
@@ -339,6 +344,13 @@ class Attachment:
                 raise WandError(ev.get("message"), ev.get("hint"), code=ev.get("code"))
         raise WandError("the debugger did not report that it is listening",
                         "see the target's stderr for a traceback", code="listen-failed")
+
+    def _debugpy(self) -> dict:
+        """What the attach request carries of debugpy: a word when the helper's cache holds
+        the tree compiled for this interpreter (stage 2 said so), else the archive itself."""
+        if self.session.stage2.get("cached"):
+            return {"debugpy": "cached"}
+        return {"blobs": [("debugpy.tgz", bundle.archive())]}
 
     def wait(self, poll: float = 0.5) -> dict:
         """The injector's next unsolicited event (target exit, closed), or idle after ``poll``."""

@@ -141,6 +141,7 @@ class Session:
         self.meta: dict = {}
         self.pid: Optional[int] = None
         self.signal: Optional[str] = None  # sent if the main thread does not pick up at once
+        self.stage2: dict = {}  # stage 2's first event: exact version, cached debugpy…
 
     def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
         for attempt in (1, 2):
@@ -161,10 +162,12 @@ class Session:
             self.chan.close()
         return self.procs
 
-    def select(self, pid: int):
+    def select(self, pid: int, **extra):
+        """Pick the process; ``extra`` (e.g. the helper's cache directory) goes to stage 1."""
         self.pid = pid
-        self.chan.send({"pid": pid})
-        self._until("ready", self.timeout)
+        self.chan.send({"pid": pid, **extra})
+        seen = self._until("ready", self.timeout)
+        self.stage2 = next((e for e in seen if e.get("event") == "stage2"), {})
 
     def _until(self, name, timeout, on_event: Optional[Callable[[dict], None]] = None):
         deadline = time.monotonic() + timeout

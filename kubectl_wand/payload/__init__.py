@@ -5,6 +5,7 @@ The CLI only reads these files as text and ships them: ``boot`` starts a helper 
 runs inside the target, ``forward`` relays one TCP connection over stdio.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +31,10 @@ BOOT = (
 )
 
 
+@lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """Text of one payload module, e.g. ``source('agent')``."""
+    """Text of one payload module, e.g. ``source('agent')`` (read once per CLI run: a fan-out
+    ships it to every target)."""
     try:
         return (HERE / f"{name}.py").read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):  # inside the zipapp: read through its loader

@@ -266,6 +266,26 @@ def _debugpy(params):
     return debugpy
 
 
+class GilPriority:
+    """A short GIL switch interval while this thread imports debugpy and starts listening.
+
+    Each file read during an import lets the GIL go; getting it back from a CPU-bound main
+    thread takes a whole switch interval (5 ms by default), and an import does hundreds of
+    reads: seconds in all. With 0.1 ms it takes a fraction of a second. The app's own interval
+    comes back at once afterwards (unless it changed it meanwhile)."""
+
+    SHORT = 0.0001
+
+    def __enter__(self):
+        self.old = sys.getswitchinterval()
+        sys.setswitchinterval(min(self.old, self.SHORT))
+        self.set = sys.getswitchinterval()  # as stored (whole microseconds), to compare later
+
+    def __exit__(self, *exc):
+        if sys.getswitchinterval() == self.set:
+            sys.setswitchinterval(self.old)
+
+
 def _check_port_free(host, port):
     """pydevd waits forever if its in-process server cannot bind: find out first."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -312,8 +332,9 @@ def do_attach(chan, params):
             if quiet:
                 os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
             try:
-                debugpy = _debugpy(params)
-                _listen(debugpy, host, port)
+                with GilPriority():
+                    debugpy = _debugpy(params)
+                    _listen(debugpy, host, port)
             finally:
                 if quiet:
                     os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)

@@ -12,6 +12,11 @@ import threading
 
 def main():
     port = int(sys.argv[-1])
+    # Connect only once the client has spoken (DAP clients speak first): a relay may be
+    # started ahead of its client, and until then it must not look like one to the server.
+    first = os.read(0, 65536)
+    if not first:
+        return
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
     except OSError as e:
@@ -19,6 +24,7 @@ def main():
                      % (port, e)).encode())
         sys.exit(1)
     s.settimeout(None)
+    s.sendall(first)
 
     def up():
         while True:

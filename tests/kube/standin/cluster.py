@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 
@@ -88,6 +89,9 @@ class Cluster:
         env = dict(os.environ)
         env["PATH"] = STANDIN_DIR + os.pathsep + env.get("PATH", "")
         env["WAND_STANDIN_STATE"] = self.state_path
+        # the interpreter running the tests, by its real path: never through a version
+        # manager's shim (see the kubectl script); the stand-in is stdlib-only
+        env.setdefault("WAND_STANDIN_PYTHON", os.path.realpath(sys.executable))
         env["WAND_STANDIN_LOG"] = self.log_path
         env["KUBECONFIG"] = self.kubeconfig
         if client_version:

@@ -148,12 +148,15 @@ def new_state(path):
 
 
 @contextlib.contextmanager
-def locked_state(path=None, write=True):
-    """Load the state under an exclusive flock; save it back (atomically) if write."""
+def locked_state(path=None, write=True, shared=False):
+    """Load the state under a flock (exclusive, or shared for a reader that never writes);
+    save it back (atomically) if write."""
     path = path or state_path()
+    if shared and write:
+        raise ValueError("a shared lock is for readers")
     lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        fcntl.flock(lock_fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             with open(path) as f:
                 st = json.load(f)
@@ -1066,8 +1069,13 @@ def cmd_get(ctx):
                 if match_selector(o["metadata"].get("labels"), sel):
                     items.append((rt, o))
     rendered = []
-    for rt, o in items:
-        rendered.append(render_objects(st, rt, [o])[0])
+    i = 0
+    while i < len(items):  # a run of one type at once: one `docker inspect` for all its pods
+        j = i
+        while j < len(items) and items[j][0] is items[i][0]:
+            j += 1
+        rendered += render_objects(st, items[i][0], [o for _, o in items[i:j]])
+        i = j
     if fsel:
         rendered = [o for o in rendered if match_field_selector(o, fsel)]
     as_list = {"apiVersion": "v1", "items": rendered, "kind": "List", "metadata": {"resourceVersion": ""}}
@@ -2307,7 +2315,10 @@ def _main(argv):
         cmd_version(ctx)
         return 0
     post = None
-    with locked_state() as st:
+    # only these change the state; every other command reads it under a shared lock, so
+    # concurrent calls (a fan-out) neither queue behind each other nor rewrite the file
+    writes = key in ("debug", ("config", "use-context"))
+    with locked_state(write=writes, shared=not writes) as st:
         ctx = Ctx(st, parsed, path)
         if key == "get":
             cmd_get(ctx)
