@@ -6,7 +6,8 @@
    `sys.remote_exec` call → payload running, as kubectl-wand's injector measures it (its `ack`:
    the agent connected back), over --injections exec requests in one session; next to the floor
    (a bare helper's remote_exec → a one-line script's ack file) on the same target.
-2. Target cost: requests/s of /app/http_app.py under a bounded loopback load generated *inside
+2. Target cost: requests/s of /app/http_app.py (a thread per request) and of the same handler in
+   a single-threaded HTTPServer, under a bounded loopback load generated *inside
    the target's network namespace* (a small client run with `docker exec` in the target, one
    connection at a time, --window seconds per run and at most 20000 requests), --runs windows in
    each phase: before attach, debugger listening, a DAP client attached (no breakpoints), after
@@ -50,6 +51,34 @@ for _ in range(windows):
         n += 1
     print("WINDOW %d %.6f" % (n, time.monotonic() - t0), flush=True)
 """
+
+
+# The same request handler in a single-threaded HTTPServer: shows which part of the debugger's
+# cost is per new thread (pydevd hooks every thread's start and end; http_app starts one per
+# request).
+SINGLE_THREADED = ["python3", "-c", "import sys; sys.path.insert(0, '/app'); import http_app\n"
+                   "from http.server import HTTPServer\n"
+                   "s = HTTPServer(('127.0.0.1', 8000), http_app.Handler)\n"
+                   "print('READY 8000', flush=True); s.serve_forever()"]
+
+
+def app_cpu(host_pid):
+    """CPU-seconds the app process has used so far (all its threads, gone ones included)."""
+    f = open(f"/proc/{host_pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(target, host_pid, windows, seconds):
+    """[(requests/s, app CPU-ms per request)] for each window: a window at a time, with the
+    app's own CPU read around it. Requests/s follows the machine's other load; the CPU the app
+    spends per request much less so: both are shown."""
+    out = []
+    for _ in range(windows):
+        c0 = app_cpu(host_pid)
+        rps = load(target, 1, seconds)[0]
+        n = max(1.0, rps * seconds)  # requests in the window (the exec's start adds none)
+        out.append((rps, (app_cpu(host_pid) - c0) * 1000 / n))
+    return out
 
 
 def load(target, windows, seconds, port=8000, cap=20000):
@@ -96,7 +125,10 @@ def main():
     started = time.perf_counter()
     load0 = os.getloadavg()[0]
     lat = Table("injection latency on a busy target", unit="ms")
-    cost = Table("target cost: requests/s of http_app under a loopback load", unit="req/s")
+    cost = Table("target cost: requests/s under a loopback load (one connection at a time)",
+                 unit="req/s")
+    cpu_table = Table("target cost: the app's own CPU per request (ratio > 1: dearer)",
+                      unit="CPU-ms per request")
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -112,14 +144,23 @@ def main():
         lat.add("remote_exec → payload running (kubectl-wand)", ours, "floor: one-line script", floor)
         lat.add("  p99", [pct(ours, 99)], "  p99", [pct(floor, 99)])
 
-        web = start_target(args.image, cleanup, "web", HTTP_APP)
+        for tag, cmd, what in (("web", HTTP_APP, "/app/http_app.py: ThreadingHTTPServer, a thread "
+                                "per request"),
+                               ("web1", SINGLE_THREADED, "the same handler in a single-threaded "
+                                "HTTPServer")):
+            target_cost(tag, cmd, what)
+
+    def target_cost(tag, cmd, what):
+        web = start_target(args.image, cleanup, tag, cmd)
+        host_pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", web],
+                                      capture_output=True, text=True).stdout)
         load(web, 3, args.window)  # warm-up, not counted
         phases = {"before": [], "listening": [], "attached": [], "after": []}
         rounds = 2  # the whole cycle twice: a drift of the machine's load shows in every phase
         per = max(1, -(-args.runs // rounds))
         for r in range(rounds):
-            log(f"http target, round {r + 1}/{rounds}: load before attach…")
-            phases["before"] += load(web, per, args.window)
+            log(f"{tag}, round {r + 1}/{rounds}: load before attach…")
+            phases["before"] += measured(web, host_pid, per, args.window)
             log("… with the debugger listening")
             p = subprocess.Popen([WAND, "attach", "docker/" + web, "--local-port", "0", "-o",
                                   "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -128,32 +169,39 @@ def main():
             err = []
             threading.Thread(target=lambda: err.extend(p.stderr), daemon=True).start()
             info = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
-            phases["listening"] += load(web, per, args.window)
+            phases["listening"] += measured(web, host_pid, per, args.window)
             log("… with a DAP client attached (no breakpoints)")
             dap = DAPClient("127.0.0.1", info["port"], timeout=30)
             dap.attach()
-            phases["attached"] += load(web, per, args.window)
+            phases["attached"] += measured(web, host_pid, per, args.window)
             dap.close()
             log("… after detach")
             p.send_signal(signal.SIGINT)
             if p.wait(timeout=60):
                 raise RuntimeError("attach failed to detach: " + "".join(err))
             cleanup.procs.remove(p)
-            phases["after"] += load(web, per, args.window)
-        before = phases["before"]
-        cost.section(f"/app/http_app.py, {rounds} rounds x {per} windows of {args.window:g} s per "
-                     "phase, one connection at a time")
-        cost.add("before attach", before)
-        cost.add("debugger listening", phases["listening"], "before attach", before)
-        cost.add("DAP client attached, no breakpoints", phases["attached"], "before attach",
-                 before)
-        cost.add("after detach", phases["after"], "before attach", before)
+            phases["after"] += measured(web, host_pid, per, args.window)
+        rps = {k: [r for r, _ in v] for k, v in phases.items()}
+        cpu = {k: [c for _, c in v] for k, v in phases.items()}
+        cost.section(f"{what}; {rounds} rounds x {per} windows of {args.window:g} s per phase")
+        cost.add("before attach: requests/s", rps["before"])
+        for key, label in (("listening", "debugger listening"),
+                           ("attached", "DAP client attached, no breakpoints"),
+                           ("after", "after detach")):
+            cost.add(f"{label}: requests/s", rps[key], "before attach", rps["before"])
+        cpu_table.section(what)
+        cpu_table.add("before attach", cpu["before"])
+        for key, label in (("listening", "debugger listening"),
+                           ("attached", "DAP client attached, no breakpoints"),
+                           ("after", "after detach")):
+            cpu_table.add(label, cpu[key], "before attach", cpu["before"])
 
     rc = guarded(body, cleanup)
     if rc == 0:
         print(f"\n{machine_line(started, load0)}")
         print(lat.render())
         print(cost.render())
+        print(cpu_table.render())
     return rc
 
 

@@ -187,10 +187,11 @@ def start_floor_helper(image, target, tag):
 # ---------------------------------------------------------------- the CLI
 
 def cli_bytes_written(pid):
-    """Bytes the process wrote so far (/proc/PID/io wchar): what the CLI shipped to the
-    injector's stdin, plus its own few output lines."""
+    """Bytes the CLI's main thread wrote so far (/proc/PID/task/PID/io wchar): what it sent to
+    the injector's stdin, plus its own output line. (/proc/PID/io would add the output of every
+    reaped child, e.g. each `kubectl get`.)"""
     try:
-        for line in open(f"/proc/{pid}/io"):
+        for line in open(f"/proc/{pid}/task/{pid}/io"):
             if line.startswith("wchar:"):
                 return int(line.split()[1])
     except OSError:
