@@ -303,3 +303,36 @@ def breakpoint_line(path, marker="# BREAKPOINT-HERE"):
         if marker in line:
             return n
     raise AssertionError("no breakpoint marker in " + path)
+
+
+def poll(fn, timeout=20.0, what="condition", every=0.05):
+    """fn() until it returns something truthy (a real signal), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {timeout}s")
+        time.sleep(every)
+
+
+def host_pid(c):
+    """The host PID of a container's PID 1 (for pid/N targets)."""
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", c.name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+# An app that logs a numbered DEBUG and INFO line every 20 ms through the root logger (INFO).
+LOG_TICKER = ["python3", "-c", "\n".join([
+    "import logging, time",
+    "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')",
+    "log = logging.getLogger('app')",
+    "print('READY', flush=True)",
+    "n = 0",
+    "while True:",
+    "    n += 1",
+    "    log.debug('tick %d', n)",
+    "    log.info('tick %d', n)",
+    "    time.sleep(0.02)",
+])]

@@ -4,21 +4,15 @@ serialised concurrent injections, no ptrace permission, --wait-for-client."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from kubectl_wand.dap import DAPClient
-from tests.conftest import WAND, Attached, breakpoint_line, wand
+from tests.conftest import WAND, Attached, breakpoint_line, host_pid, wand
 
 HTTP = ("python3", "/app/http_app.py")
-
-
-def host_pid(c):
-    return subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", c.name],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_local_pid_exec_and_attach_into_another_mount_and_net_namespace(app):

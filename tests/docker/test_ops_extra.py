@@ -4,44 +4,13 @@ from memory, no code run) and validate. Targets are unprepared (uid 1000, --cap-
 
 import json
 import re
-import subprocess
-import time
 
-from tests.conftest import IMAGE_313, wand
+from tests.conftest import IMAGE_313, LOG_TICKER, host_pid, poll, wand
 
 HTTP = ("python3", "/app/http_app.py")
 UVICORN = ("sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app --host 127.0.0.1 "
            "--port 8001")
-# An app that logs a numbered DEBUG and INFO line every 20 ms through the root logger (INFO).
-TICKER = ("python3", "-c", "\n".join([
-    "import logging, time",
-    "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')",
-    "log = logging.getLogger('app')",
-    "print('READY', flush=True)",
-    "n = 0",
-    "while True:",
-    "    n += 1",
-    "    log.debug('tick %d', n)",
-    "    log.info('tick %d', n)",
-    "    time.sleep(0.02)",
-]))
-
-
-def poll(fn, timeout=20.0, what="condition"):
-    """fn() until it returns something truthy (a real signal), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout}s")
-        time.sleep(0.05)
-
-
-def host_pid(c):
-    return subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", c.name],
-                          capture_output=True, text=True, check=True).stdout.strip()
+TICKER = tuple(LOG_TICKER)
 
 
 def test_exec_all_processes_partial_failure_and_json(app):

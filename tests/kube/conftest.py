@@ -9,9 +9,12 @@ Skips (or fails, with WAND_REQUIRE_DOCKER=1) when Docker or the bed image is mis
 """
 import os
 import shutil
+import subprocess
 
 import pytest
 
+from tests.conftest import WAND
+from tests.kube.argv_check import check_argv
 from tests.kube.standin.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
 
 _reason = []
@@ -57,3 +60,25 @@ def cluster_module(tmp_path_factory, standin_ready):
         yield c
     finally:
         c.close()
+
+
+def wand(cluster, *args, timeout=120, env=None):
+    """The real CLI with the stand-in first on PATH."""
+    return subprocess.run([WAND, *args], env=dict(cluster.env, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def checked(cluster):
+    """The cluster, plus a check that every kubectl call the plugin made is a real one."""
+    yield cluster
+    problems = []
+    for argv in cluster.argv_log():
+        problems += check_argv(argv)
+    assert problems == [], problems
+
+
+def helpers_of(cluster, pod):
+    """kubectl-wand's ephemeral helper containers in a pod."""
+    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
+    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]

@@ -12,22 +12,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.argv_check import check_argv
-
-
-def wand(cluster, *args, timeout=120, env=None):
-    return subprocess.run([WAND, *args], env=dict(cluster.env, **(env or {})),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def checked(cluster):
-    """The cluster, plus a check that every kubectl call the plugin made is a real one."""
-    yield cluster
-    problems = []
-    for argv in cluster.argv_log():
-        problems += check_argv(argv)
-    assert problems == [], problems
+from tests.kube.conftest import helpers_of, wand
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -35,11 +20,6 @@ def http_get(cluster, pod, path="/x", port=8000):
         ["docker", "exec", cluster.docker_name(pod), "python3", "-c",
          f"import urllib.request as u;print(u.urlopen('http://127.0.0.1:{port}{path}', "
          "timeout=25).read().decode(), end='')"], capture_output=True, text=True, timeout=30)
-
-
-def helpers_of(cluster, pod):
-    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
-    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]
 
 
 def test_ps_deployment_three_replicas_and_multi_container_pod(checked):

@@ -4,58 +4,10 @@ client's flags at the end of each test."""
 
 import json
 import re
-import subprocess
-import time
+from tests.conftest import LOG_TICKER, poll
+from tests.kube.conftest import helpers_of, wand
 
-import pytest
-
-from tests.conftest import WAND
-from tests.kube.argv_check import check_argv
-
-
-def wand(cluster, *args, timeout=120):
-    return subprocess.run([WAND, *args], env=cluster.env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@pytest.fixture
-def checked(cluster):
-    """The cluster, plus a check that every kubectl call the plugin made is a real one."""
-    yield cluster
-    problems = []
-    for argv in cluster.argv_log():
-        problems += check_argv(argv)
-    assert problems == [], problems
-
-
-def helpers_of(cluster, pod):
-    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
-    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]
-
-
-TICKER = ["python3", "-c", "\n".join([
-    "import logging, time",
-    "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')",
-    "log = logging.getLogger('app')",
-    "print('READY', flush=True)",
-    "n = 0",
-    "while True:",
-    "    n += 1",
-    "    log.debug('tick %d', n)",
-    "    log.info('tick %d', n)",
-    "    time.sleep(0.02)",
-])]
-
-
-def poll(fn, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout}s")
-        time.sleep(0.05)
+TICKER = LOG_TICKER
 
 
 def test_exec_all_replicas_one_failing(checked):

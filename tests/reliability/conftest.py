@@ -5,6 +5,8 @@ import json
 import time
 from pathlib import Path
 
+from tests.conftest import poll as shared_poll
+
 APPS = Path(__file__).resolve().parent / "apps"
 MOUNT = ["-v", f"{APPS}:/srv:ro"]  # tests/reliability/apps -> /srv in the target
 HTTP = ("python3", "/app/http_app.py")
@@ -54,15 +56,7 @@ def line_of(path, marker):
 
 
 def poll(fn, timeout=20.0, what="condition", every=0.1):
-    """fn() until it returns something truthy (a real signal), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout}s")
-        time.sleep(every)
+    return shared_poll(fn, timeout, what, every)
 
 
 def assert_message(cp, *texts, rc=1):
