@@ -67,10 +67,10 @@ class Channel:
         for line in self.proc.stderr:
             self.stderr.append(line.decode("utf-8", "replace").rstrip())
 
-    def send_bytes(self, data: bytes):
+    def send_bytes(self, data: bytes, header: str = ""):
         with self._wlock:
             try:
-                self.proc.stdin.write(b"%d\n" % len(data) + data)
+                self.proc.stdin.write(b"%d%s\n" % (len(data), header.encode()) + data)
                 self.proc.stdin.flush()
             except (BrokenPipeError, OSError):
                 pass  # the injector exited; its last events say why
@@ -146,7 +146,11 @@ class Session:
     def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
         for attempt in (1, 2):
             self.chan = Channel(self.backend.injector_argv(self.box))
-            self.chan.send_bytes(payload.source("injector").encode())
+            # a helper's own cache directory keeps the injector compiled (payload.LOADER)
+            where = self.backend.cache_dir(self.box)
+            self.chan.send_bytes(payload.source("injector").encode(), header=(
+                f" {where} {payload.source_key('injector')}"
+                if where and len(where.split()) == 1 else ""))
             self.chan.send({"op": op, "probe": probe})
             ev = self.chan.next(self.timeout)
             if ev.get("event") == "procs":

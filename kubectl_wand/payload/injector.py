@@ -1321,7 +1321,21 @@ def stage1():
                    "as the target's user on the same filesystem")
     if not os.path.exists(exe):
         raise Fail("no-exe", "the target's interpreter %s is not reachable" % exe)
-    os.execv(exe, [exe, "-I", "-S", "-c", SRC, "kubectl-wand-stage2", json.dumps(state)])
+    if CODE_CACHE:
+        os.set_inheritable(CODE_CACHE["fd"], True)
+        state["code"] = CODE_CACHE
+    os.execv(exe, [exe, "-I", "-S", "-c", "import os,sys\n" + LOADER + STAGE2,
+                   "kubectl-wand-stage2", json.dumps(state), SRC])
+
+
+# Stage 2 starts with this after LOADER: argv = [state JSON, source]; the state's "code" entry
+# is the cache directory fd that stage 1 keeps open across execv().
+STAGE2 = (
+    "import json\n"
+    "_c=json.loads(sys.argv[2]).get('code') or {}\n"
+    "exec(_load(sys.argv[3].encode(),_c.get('fd'),_c.get('key')),"
+    "{'__name__':'__wand__','SRC':sys.argv[3],'LOADER':'','CODE_CACHE':None})\n"
+)
 
 
 def enter_pid_namespace(pid):
@@ -1392,6 +1406,6 @@ def main():
 
 
 if __name__ in ("__main__", "__wand__"):
-    if "SRC" not in globals():
-        SRC = None  # stage 2: the source already travelled in argv
+    if "SRC" not in globals():  # run as a file (tests): nothing cached
+        SRC, LOADER, CODE_CACHE = None, "", None
     main()
