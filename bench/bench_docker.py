@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BENCH_LABEL, DEFAULT_IMAGE, HTTP_APP, TICKING_APP, WAND, CLI_ENV,  # noqa
+from common import (DEFAULT_IMAGE, HTTP_APP, TICKING_APP, WAND, CLI_ENV,  # noqa
                     Cleanup, Table, guarded, machine_line, start_floor_helper, start_target,
                     time_attach, time_exec, time_floor_attach, time_floor_exec,
                     time_naive_docker)

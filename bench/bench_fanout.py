@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
-from common import CLI_ENV, WAND, Table, stats  # noqa: E402
+from common import WAND, cli_env, Table  # noqa: E402
 from tests.kube.standin.cluster import Cluster  # noqa: E402
 TICKER = ["python3", "-c", "import time; print('READY', flush=True); "
           "[time.sleep(0.005) for _ in iter(int, 1)]"]
@@ -44,7 +44,7 @@ def busy_jiffies():
 
 def timed(cluster, argv, check):
     t0 = time.monotonic()
-    cp = subprocess.run([WAND] + argv, env=dict(cluster.env, PYTHONPATH=CLI_ENV["PYTHONPATH"]),
+    cp = subprocess.run([WAND] + argv, env=cli_env(cluster.env),
                         capture_output=True, text=True, timeout=600)
     dt = time.monotonic() - t0
     if cp.returncode != 0 or not check(cp.stdout):
@@ -102,7 +102,7 @@ def main():
         ref = base if base and n != 1 else None
         table.add(f"ps deploy/fan{n}", ps, "ps over 1 replica" if ref else None,
                   ref[1] if ref else None)
-        table.add(f"exec --all, warm", warm, "exec --all over 1" if ref else None,
+        table.add("exec --all, warm", warm, "exec --all over 1" if ref else None,
                   ref[3] if ref else None)
         table.add(f"exec --all, cold (adds {n} helper{'s' if n != 1 else ''})", [cold])
     print(table.render())

@@ -31,20 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BUSY_APP, CLI_ENV, DEFAULT_IMAGE, HTTP_APP, NAIVE_INJECT, TICKING_APP,  # noqa
+from common import (BUSY_APP, DEFAULT_IMAGE, cli_env, HTTP_APP, NAIVE_INJECT, TICKING_APP,  # noqa
                     WAND, Cleanup, Table, debugpy_tree_tar, guarded, machine_line,
                     time_attach, time_floor_attach, wait_for_line)
 from tests.kube.standin.cluster import Cluster  # noqa: E402
 
 
-def cli_env(c):
-    return dict(c.env, PYTHONPATH=CLI_ENV["PYTHONPATH"])
-
-
 def time_exec(c, target):
     n0 = len(c.argv_log())
     t0 = time.perf_counter()
-    cp = subprocess.run([WAND, "exec", target, "-q", "-c", "print(1)"], env=cli_env(c),
+    cp = subprocess.run([WAND, "exec", target, "-q", "-c", "print(1)"], env=cli_env(c.env),
                         capture_output=True, text=True, timeout=120)
     t = time.perf_counter() - t0
     if cp.returncode or cp.stdout.strip() != "1":
@@ -54,7 +50,7 @@ def time_exec(c, target):
 
 def attach(c, target, cleanup, pause=None):
     n0 = len(c.argv_log())
-    r = time_attach(target, cleanup, env=cli_env(c), pause=pause)
+    r = time_attach(target, cleanup, env=cli_env(c.env), pause=pause)
     r["calls"] = len(c.argv_log()) - n0
     return r
 
@@ -205,7 +201,7 @@ def main():
                 table.add(f"warm ({runs[0]['calls']} kubectl calls)", [r["ready"] for r in runs],
                           "floor: debugpy .pyc in place", [t for t, _ in floor])
                 table.add("", [], "  of which in the container", [t for _, t in floor])
-                table.add(f"warm", [r["ready"] for r in runs], "naive: cp + debug + poll", naive)
+                table.add("warm", [r["ready"] for r in runs], "naive: cp + debug + poll", naive)
                 table.add(f"first attach to this pod ({first['calls']} kubectl calls)",
                           [first["ready"]], "naive: cp + debug + poll", naive)
                 table.add("detach: SIGINT → exited", [r["detach"] for r in runs])

@@ -35,6 +35,18 @@ if not os.path.exists(WAND):
 CLI_ENV = dict(os.environ, PYTHONPATH=str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"]
                                                    if os.environ.get("PYTHONPATH") else ""))
 
+
+def cli_env(base=None) -> dict:
+    """The CLI's environment: this tree first on PYTHONPATH, and its modules compiled once like
+    an installed CLI's (pip, uv and the zipapp's cache do that); under PYTHONDONTWRITEBYTECODE
+    this tree's would be compiled again on every run (+20 ms)."""
+    env = dict(os.environ if base is None else base, PYTHONPATH=CLI_ENV["PYTHONPATH"])
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+CLI_ENV = cli_env()
+
 RUN_ID = uuid.uuid4().hex[:8]
 BENCH_LABEL = "kubectl-wand.bench=" + RUN_ID
 DEFAULT_IMAGE = os.environ.get("WAND_TEST_IMAGE", "wand-bed/py314:latest")

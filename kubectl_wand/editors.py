@@ -9,7 +9,6 @@ comments, trailing commas, indentation — stays as it was.
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -284,6 +283,8 @@ def read_launch_json(path: Path) -> Optional[str]:
 
 def write_launch_json(path: Path, cfg: dict) -> str:
     """Merge ``cfg`` into the file at ``path`` atomically; returns created/added/replaced."""
+    import tempfile
+
     text = read_launch_json(path)
     new, what = merge_launch_json(text, cfg)
     check = parse_jsonc(new).value

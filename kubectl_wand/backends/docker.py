@@ -31,7 +31,7 @@ class DockerBackend(Backend):
                              code="not-found")
         if "Cannot connect" in text or "permission denied" in text.lower():
             return WandError(f"cannot reach the {self.runtime} engine: {text}",
-                             f"start it (e.g. `dockerd`) or check access to its socket",
+                             "start it (e.g. `dockerd`) or check access to its socket",
                              code="engine")
         return WandError(text or f"{self.runtime} failed", code="engine")
 

@@ -1,12 +1,9 @@
 """debugpy, shipped to targets that lack it: its pure-Python tree as a deterministic .tgz."""
 
-import gzip
-import hashlib
 import importlib.util
 import io
 import os
 import re
-import tarfile
 import threading
 from pathlib import Path
 
@@ -37,6 +34,7 @@ def _extract_bundled(data: bytes) -> Path:
     """The zipapp's debugpy tree, unpacked once into the cache (keyed by its hash)."""
     import hashlib
     import shutil
+    import tarfile
     import tempfile
 
     dest = _cache_dir() / f"debugpy-tree-{hashlib.sha256(data).hexdigest()[:16]}"
@@ -79,6 +77,9 @@ def _cache_dir() -> Path:
 
 
 def build(src: Path) -> bytes:
+    import gzip
+    import tarfile
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for root, dirs, files in os.walk(src):
@@ -118,6 +119,8 @@ _archive_lock = threading.Lock()
 def _load():
     with _archive_lock:
         if "data" not in _archive:
+            import hashlib
+
             data = debugpy_tgz()
             _archive["key"] = hashlib.sha256(data).hexdigest()[:32]
             _archive["data"] = data

@@ -18,7 +18,7 @@ LOADER = r"""
 def _load(s, fd, key):
     import marshal
     n = None
-    if fd is not None:
+    if fd is not None and key.isalnum():
         n = 'injector-%s-%s%s-%x' % (key, sys.implementation.cache_tag, sys.abiflags, sys.hexversion)
         try:
             f = os.open(n, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
@@ -98,9 +98,10 @@ BOOT = (
 @lru_cache(maxsize=None)
 def source_key(name: str) -> str:
     """Hash naming a payload's compiled code in a helper's cache."""
-    import hashlib
+    import zlib  # not a security boundary (the files' ownership is): hashlib costs 3 ms
 
-    return hashlib.sha256(source(name).encode()).hexdigest()[:32]
+    data = source(name).encode()
+    return "%08x%08x" % (zlib.crc32(data), len(data))
 
 
 @lru_cache(maxsize=None)
