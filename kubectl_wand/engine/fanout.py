@@ -2,9 +2,12 @@
 process in each (`--all-processes`), in parallel with bounded concurrency.
 
 Each unit (a box and a process) gets its own session; a failure is recorded in its result and
-never stops or hides the others. Results come back in a stable order (target, then PID).
+never stops or hides the others. Results come back in a stable order (target, then PID). The
+processes of one box share one injector (one `kubectl exec`/`docker exec`, see Group).
 """
 
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,10 +15,62 @@ from typing import Callable, List, Optional
 
 from kubectl_wand.backends.base import Box
 from kubectl_wand.engine import ops
+from kubectl_wand.engine.procs import Choice
 from kubectl_wand.engine.session import Session
 from kubectl_wand.errors import WandError
 
 DEFAULT_MAX_PARALLEL = 8
+
+
+class Group:
+    """The processes of one box (--all-processes) over the injector that listed them: it
+    forks a stage 2 per process, so a box costs one connection whatever its process count."""
+
+    def __init__(self, session: Session, pids: List[int]):
+        self.session, self.pids = session, pids
+        self.lock = threading.Lock()
+        self.sessions: Optional[dict] = None
+
+    @staticmethod
+    def open_session(backend, box) -> Session:
+        """The box's injector, listing its processes, started from a thread of its own that
+        lives as long as the injector does: the parent-death signal that ends it with the
+        CLI is tied to the thread that started it, and the planner's threads end first."""
+        started: "queue.Queue" = queue.Queue(1)
+
+        def keeper():
+            try:
+                s = Session(backend, box, timeout=60)
+                s.open("inject", probe=True)
+            except BaseException as e:
+                started.put(e)
+                return
+            started.put(s)
+            s.chan.proc.wait()
+
+        threading.Thread(target=keeper, daemon=True, name="wand-group").start()
+        got = started.get()
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def session_for(self, pid: int, signal: str) -> Session:
+        with self.lock:
+            if self.sessions is None:
+                self.sessions = self.session.fan_out(self.pids)
+                for p, s in self.sessions.items():
+                    proc = next(x for x in self.session.procs if x.pid == p)
+                    s.signal = ops.nudge_signal(proc, signal)
+                    s.choice = Choice(proc, "every process (--all-processes)", [proc])
+        s = self.sessions[pid]
+        try:
+            s.wait_ready()
+        except BaseException:
+            s.chan.close(timeout=2)
+            raise
+        if s.stage2.get("python"):
+            s.choice.proc.python = s.stage2["python"]
+        return s
 
 
 @dataclass
@@ -24,6 +79,7 @@ class Unit:
     pid: Optional[int] = None  # None: the automatic choice, as for a single target
     skipped: Optional[str] = None  # listed but not attachable: reported, never run
     error: Optional[WandError] = None  # the box could not even be listed
+    group: Optional[Group] = None
 
 
 @dataclass
@@ -77,7 +133,8 @@ def plan(backend, boxes: List[Box], pid: Optional[int], all_processes: bool,
         try:
             # the helper first, once per box, so that units of one box never race to add one
             backend.prepare_inject(box)
-            procs = Session(backend, box, timeout=60).open("ps")
+            session = Group.open_session(backend, box)
+            procs = session.procs
         except WandError as e:
             return [Unit(box, error=e)]
         units = []
@@ -85,6 +142,11 @@ def plan(backend, boxes: List[Box], pid: Optional[int], all_processes: bool,
             if not p.python or p.role == "helper" or (pid is not None and p.pid != pid):
                 continue
             units.append(Unit(box, p.pid, skipped=p.blocker_for(remote_exec)))
+        group = Group(session, [u.pid for u in units if not u.skipped])
+        for u in units:
+            u.group = None if u.skipped else group
+        if not group.pids:
+            session.chan.close(timeout=2)
         if not units:
             units.append(Unit(box, error=WandError(
                 f"no Python process{' with PID %d' % pid if pid is not None else ''} in "
@@ -105,8 +167,11 @@ def run_unit(backend, unit: Unit, work: Work, signal: str = "auto",
         return res
     t0 = time.monotonic()
     try:
-        session = ops.open_session(backend, unit.box, pid=unit.pid, ask=None, signal=signal,
-                                   remote_exec=remote_exec)
+        if unit.group is not None:
+            session = unit.group.session_for(unit.pid, signal)
+        else:
+            session = ops.open_session(backend, unit.box, pid=unit.pid, ask=None,
+                                       signal=signal, remote_exec=remote_exec)
         res.pid, res.reason = session.choice.proc.pid, session.choice.reason
         try:
             work(session, res)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from kubectl_wand import payload
 from kubectl_wand.children import die_with_parent
@@ -46,6 +46,7 @@ class Channel:
         except OSError as e:
             raise WandError(f"cannot run {argv[0]}: {e.strerror}", code="no-tool")
         self.events: "queue.Queue[dict]" = queue.Queue()
+        self.units: Dict[int, "UnitChannel"] = {}  # fan_out(): events tagged with a unit
         self.stderr: List[str] = []
         threading.Thread(target=self._read_out, daemon=True).start()
         self._err_thread = threading.Thread(target=self._read_err, daemon=True)
@@ -58,10 +59,18 @@ class Channel:
             if not line:
                 continue
             try:
-                self.events.put(json.loads(line))
+                ev = json.loads(line)
             except ValueError:
                 self.stderr.append(line.decode("utf-8", "replace"))
+                continue
+            unit = self.units.get(ev.pop("unit", None))
+            if unit is None:
+                self.events.put(ev)
+            else:
+                unit.events.put(CLOSED if ev.get("event") == "exit" else ev)
         self.events.put(CLOSED)
+        for unit in list(self.units.values()):
+            unit.events.put(CLOSED)
 
     def _read_err(self):
         for line in self.proc.stderr:
@@ -85,6 +94,13 @@ class Channel:
             raise WandError(f"no answer from the injector within {timeout:.0f}s",
                             "retry with -v to see each call", code="timeout")
 
+    def fan_out(self, pids: List[int]) -> Dict[int, "UnitChannel"]:
+        """One stage 2 per process behind this one injector (payload: fan_out)."""
+        for pid in pids:
+            self.units[pid] = UnitChannel(self, pid)
+        self.send({"pids": list(pids)})
+        return dict(self.units)
+
     def stderr_text(self) -> str:
         try:
             self.proc.wait(timeout=2)
@@ -103,6 +119,39 @@ class Channel:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class UnitChannel:
+    """One process's share of a fanned-out injector: a Channel to the Session using it."""
+
+    def __init__(self, parent: Channel, unit: int):
+        self.parent, self.unit = parent, unit
+        self.events: "queue.Queue[dict]" = queue.Queue()
+        self.done = False
+
+    next = Channel.next
+
+    def send_bytes(self, data: bytes, header: str = ""):
+        self.parent.send_bytes(data, header=f" {self.unit}")
+
+    def send(self, obj):
+        self.send_bytes(json.dumps(obj).encode())
+
+    def stderr_text(self) -> str:
+        return "\n".join(s for s in self.parent.stderr if s).strip()
+
+    def close(self, timeout=5.0):
+        """Wait for this unit's stage 2 to end; the last unit closed closes the injector."""
+        deadline = time.monotonic() + timeout
+        while not self.done:
+            try:
+                self.done = self.events.get(timeout=max(0.01, deadline - time.monotonic())) \
+                    is CLOSED
+            except queue.Empty:
+                break
+        self.done = True
+        if all(u.done for u in self.parent.units.values()):
+            self.parent.close(timeout)
 
 
 def raise_for(event: dict):
@@ -170,8 +219,22 @@ class Session:
         """Pick the process; ``extra`` (e.g. the helper's cache directory) goes to stage 1."""
         self.pid = pid
         self.chan.send({"pid": pid, **extra})
+        self.wait_ready()
+
+    def wait_ready(self):
+        """Until stage 2 runs in the chosen process's interpreter and waits for requests."""
         seen = self._until("ready", self.timeout)
         self.stage2 = next((e for e in seen if e.get("event") == "stage2"), {})
+
+    def fan_out(self, pids: List[int]) -> Dict[int, "Session"]:
+        """A session per process, all over this one injector (opened with op "inject");
+        each still has to wait_ready()."""
+        out = {}
+        for pid, chan in self.chan.fan_out(pids).items():
+            s = Session(self.backend, self.box, self.timeout)
+            s.chan, s.procs, s.meta, s.pid = chan, self.procs, self.meta, pid
+            out[pid] = s
+        return out
 
     def _until(self, name, timeout, on_event: Optional[Callable[[dict], None]] = None):
         deadline = time.monotonic() + timeout

@@ -46,9 +46,12 @@ class Fail(Exception):
 
 def emit(event, **fields):
     fields["event"] = event
-    data = (json.dumps(fields) + "\n").encode()
+    write_all(1, (json.dumps(fields) + "\n").encode())
+
+
+def write_all(fd, data):
     while data:
-        data = data[os.write(1, data):]
+        data = data[os.write(fd, data):]
 
 
 def read_exact(n):
@@ -61,15 +64,20 @@ def read_exact(n):
     return buf
 
 
-def read_frame():
-    """One frame from stdin, unbuffered so an exec'd successor can read the rest."""
+def read_frame(unit=False):
+    """One frame from stdin, unbuffered so an exec'd successor can read the rest; with
+    ``unit``, (the unit its header names or None, frame)."""
     header = b""
     while not header.endswith(b"\n"):
         c = os.read(0, 1)
         if not c:
             raise EOFError
         header += c
-    return read_exact(int(header))
+    parts = header.split()
+    data = read_exact(int(parts[0]))
+    if not unit:
+        return data
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None), data
 
 
 def read_json():
@@ -1290,9 +1298,16 @@ def stage1():
         choice = read_json()
     except EOFError:
         return
+    if isinstance(choice.get("pids"), list):
+        return fan_out(choice, procs)
     pid = choice.get("pid")
     if pid is None:
         return
+    enter(pid, choice, procs)
+
+
+def enter(pid, choice, procs):
+    """Check the chosen process, then become stage 2 in its PID namespace and root."""
     info = next((p for p in procs if p["pid"] == pid), None)
     if info is None:
         try:
@@ -1336,6 +1351,68 @@ STAGE2 = (
     "exec(_load(sys.argv[3].encode(),_c.get('fd'),_c.get('key')),"
     "{'__name__':'__wand__','SRC':sys.argv[3],'LOADER':'','CODE_CACHE':None})\n"
 )
+
+
+def fan_out(choice, procs):
+    """Many processes of one box over one connection (exec --all-processes): a child per
+    process becomes its stage 2 behind pipes; frames from the CLI name the unit (PID) they
+    are for, and every line a child writes goes back tagged with it."""
+    import threading
+
+    units = {}
+    for pid in [p for p in choice["pids"] if isinstance(p, int)]:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            try:
+                os.dup2(in_r, 0)
+                os.dup2(out_w, 1)
+                for fd in [in_r, in_w, out_r, out_w] + [fd for u in units.values()
+                                                        for fd in u[1:]]:
+                    os.close(fd)
+                enter(pid, choice, procs)
+            except Fail as e:
+                emit("error", code=e.code, message=e.message, hint=e.hint, **e.extra)
+            except BaseException as e:
+                emit("error", code="internal", message="%s: %s" % (type(e).__name__, e),
+                     hint=None)
+            os._exit(1)
+        os.close(in_r)
+        os.close(out_w)
+        units[pid] = (child, in_w, out_r)
+    out_lock = threading.Lock()
+
+    def pump(pid, child, fd):
+        with os.fdopen(fd, "rb") as f:
+            for line in f:
+                if line.startswith(b"{"):
+                    line = b'{"unit": %d, ' % pid + line[1:]
+                with out_lock:
+                    write_all(1, line)
+        status = os.waitpid(child, 0)[1]
+        with out_lock:
+            emit("exit", unit=pid, status=os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                 else -os.WTERMSIG(status))
+
+    threads = [threading.Thread(target=pump, args=(pid, u[0], u[2]))
+               for pid, u in units.items()]
+    for t in threads:
+        t.start()
+    while True:
+        try:
+            unit, data = read_frame(unit=True)
+        except EOFError:
+            break
+        if unit in units:
+            try:
+                write_all(units[unit][1], b"%d\n" % len(data) + data)
+            except OSError:
+                pass  # that child is gone; its exit event says so
+    for u in units.values():
+        os.close(u[1])
+    for t in threads:
+        t.join()
 
 
 def enter_pid_namespace(pid):

@@ -30,8 +30,11 @@ def test_exec_all_processes_partial_failure_and_json(app):
     assert all("✓ status 0" in g for g in workers)
     assert cp.stdout.rstrip().splitlines()[-1].startswith(
         "3 processes in 1 target: 2 succeeded, 1 failed")
-    data = json.loads(wand("exec", f"docker/{c.name}", "--all-processes", "--max-parallel", "1",
-                           "-c", code, "-o", "json").stdout)
+    cp = wand("exec", f"docker/{c.name}", "--all-processes", "--max-parallel", "1", "-v",
+              "-c", code, "-o", "json")
+    # the three processes share one injector (one `docker exec`), which forks their stage 2s
+    assert cp.stderr.count("' kubectl-wand-injector\n") == 1, cp.stderr
+    data = json.loads(cp.stdout)
     by_pid = {r["pid"]: r for r in data["results"]}
     assert data["summary"] == {"total": 3, "succeeded": 2, "failed": 1, "skipped": 0}
     assert by_pid[1]["status"] == 1 and "master refuses" in by_pid[1]["traceback"]

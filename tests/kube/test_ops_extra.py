@@ -37,6 +37,39 @@ def test_exec_all_replicas_one_failing(checked):
     assert all(len(helpers_of(c, p)) == 1 for p in d.pods)
 
 
+# a Python process with two Python children, all ticking; READY once the children run
+TRIO = ["python3", "-c",
+        "import subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time\\nprint(1, flush=True)\\n"
+        "while True: time.sleep(0.005)'], stdout=subprocess.PIPE) for _ in range(2)]\n"
+        "[k.stdout.readline() for k in kids]\n"
+        "print('READY', flush=True)\n"
+        "while True: time.sleep(0.005)\n"]
+
+
+def test_exec_all_replicas_all_processes_one_kubectl_exec_per_pod(checked):
+    c = checked
+    d = c.deployment("trio", replicas=2, ready_line="READY",
+                     containers=[{"name": "app", "command": TRIO, "user": 1000}])
+    argv = ["exec", "deploy/trio", "--all", "--all-processes", "-o", "json", "-c",
+            "import os\nprint(os.getpid(), os.getppid())"]
+    assert wand(c, *argv).returncode == 0  # adds the helpers
+    c.clear_argv_log()
+    cp = wand(c, *argv)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    out = json.loads(cp.stdout)
+    assert out["summary"] == {"total": 6, "succeeded": 6, "failed": 0, "skipped": 0}
+    for p in d.pods:
+        res = [r for r in out["results"] if r["pod"] == p]
+        # each process ran the code itself: its own PID, and the children's parent is the first
+        assert sorted(int(r["stdout"].split()[0]) for r in res) == sorted(r["pid"] for r in res)
+        parents = {int(r["stdout"].split()[1]) for r in res if r["pid"] != min(x["pid"] for x in res)}
+        assert parents == {min(r["pid"] for r in res)}
+        # the three processes of a pod shared one `kubectl exec` into its helper
+        execs = [a for a in c.argv_log() if "exec" in a and p in a]
+        assert len(execs) == 1, execs
+
+
 def test_loglevel_all_replicas_then_reverted(checked):
     c = checked
     d = c.deployment("tick", replicas=2, ready_line="READY",
