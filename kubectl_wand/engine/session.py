@@ -66,6 +66,9 @@ class Channel:
             unit = self.units.get(ev.pop("unit", None))
             if unit is None:
                 self.events.put(ev)
+                if ev.get("event") == "error":  # the fanned-out injector failed as a whole
+                    for u in list(self.units.values()):
+                        u.events.put(ev)
             else:
                 unit.events.put(CLOSED if ev.get("event") == "exit" else ev)
         self.events.put(CLOSED)

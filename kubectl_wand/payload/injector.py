@@ -1299,15 +1299,15 @@ def stage1():
     except EOFError:
         return
     if isinstance(choice.get("pids"), list):
-        return fan_out(choice, procs)
+        return enter_many(choice, procs)
     pid = choice.get("pid")
     if pid is None:
         return
     enter(pid, choice, procs)
 
 
-def enter(pid, choice, procs):
-    """Check the chosen process, then become stage 2 in its PID namespace and root."""
+def target_state(pid, procs):
+    """Check the chosen process: its stage 2 state and its interpreter's path."""
     info = next((p for p in procs if p["pid"] == pid), None)
     if info is None:
         try:
@@ -1322,12 +1322,22 @@ def enter(pid, choice, procs):
             raise Fail("not-python", "process %d is not a Python process" % pid,
                        "`kubectl wand ps` lists the Python processes")
     check_target(info, procs)
-    exe = info["exe"].replace(" (deleted)", "")
-    state = {"pid": pid, "start": info["start_ticks"], "info": info}
+    return {"pid": pid, "start": info["start_ticks"], "info": info}, \
+        info["exe"].replace(" (deleted)", "")
+
+
+def enter(pid, choice, procs):
+    """Check the chosen process, then become stage 2 in its PID namespace and root."""
+    state, exe = target_state(pid, procs)
     cache = open_cache(choice)  # the helper's own directory: before entering the target's root
     if cache:
         state["cache"] = cache
     state["pid"] = enter_pid_namespace(pid)
+    become_stage2(pid, exe, state)
+
+
+def become_stage2(pid, exe, state):
+    """chroot into the target's root and exec its interpreter on the same stdin/stdout."""
     try:
         enter_root(pid)
     except PermissionError:
@@ -1343,6 +1353,57 @@ def enter(pid, choice, procs):
                    "kubectl-wand-stage2", json.dumps(state), SRC])
 
 
+def enter_many(choice, procs):
+    """Stage 1 of a fan-out. Processes that run one interpreter binary in our PID namespace
+    and one root (a server's workers) share one stage 2, which forks a child per process:
+    a fork costs ~1 ms where starting an interpreter costs ~20 ms of CPU. Others get a child
+    of ours each, which becomes its own stage 2."""
+    pids = [p for p in choice["pids"] if isinstance(p, int)]
+    states, exes, roots = [], set(), set()
+    for pid in pids:
+        try:
+            state, exe = target_state(pid, procs)
+            st = os.stat(PROC + "/%d/root/" % pid)
+            exes.add(exe)
+            roots.add((st.st_dev, st.st_ino))
+            if enter_pid_namespace_needed(pid):
+                exes.add(None)
+        except Fail as e:
+            state = {"pid": pid, "error": [e.code, e.message, e.hint, e.extra]}
+        except OSError as e:
+            state = {"pid": pid, "error": ["no-such-process", "process %d: %s" % (pid, e),
+                                           None, {}]}
+        states.append(state)
+    ok = [st for st in states if "error" not in st]
+    if ok and len(exes) == 1 and None not in exes and len(roots) == 1:
+        state = {"fan": states}
+        cache = open_cache(choice)
+        if cache:
+            state["cache"] = cache
+        become_stage2(ok[0]["pid"], exes.pop(), state)
+    fan_out(dict((pid, (lambda pid=pid: enter(pid, choice, procs))) for pid in pids))
+
+
+def need_remote_exec():
+    if not hasattr(sys, "remote_exec"):
+        raise Fail("version", "the target runs Python %s; sys.remote_exec needs 3.14+"
+                   % sys.version.split()[0], "attach works only to CPython 3.14+")
+
+
+def stage2_many(state):
+    """Stage 2 of a shared fan-out: a forked child per process runs its stage 2."""
+    def child(st):
+        need_remote_exec()
+        if "error" in st:
+            code, message, hint, extra = st["error"]
+            raise Fail(code, message, hint, **extra)
+        if state.get("cache"):
+            st["cache"] = state["cache"]
+        stage2(st)
+
+    fan_out(dict((st["pid"], (lambda st=st: child(st))) for st in state["fan"]))
+
+
 # Stage 2 starts with this after LOADER: argv = [state JSON, source]; the state's "code" entry
 # is the cache directory fd that stage 1 keeps open across execv().
 STAGE2 = (
@@ -1353,34 +1414,38 @@ STAGE2 = (
 )
 
 
-def fan_out(choice, procs):
-    """Many processes of one box over one connection (exec --all-processes): a child per
-    process becomes its stage 2 behind pipes; frames from the CLI name the unit (PID) they
-    are for, and every line a child writes goes back tagged with it."""
+def fan_out(units):
+    """Many processes over one connection: a forked child per unit (PID) runs ``units[pid]()``
+    behind pipes; frames from the CLI name the unit they are for, and every line a child
+    writes goes back tagged with it, then an ``exit`` event."""
     import threading
 
-    units = {}
-    for pid in [p for p in choice["pids"] if isinstance(p, int)]:
+    children = {}
+    for pid, run in units.items():
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         child = os.fork()
         if child == 0:
+            status = 1
             try:
                 os.dup2(in_r, 0)
                 os.dup2(out_w, 1)
-                for fd in [in_r, in_w, out_r, out_w] + [fd for u in units.values()
-                                                        for fd in u[1:]]:
+                for fd in [in_r, in_w, out_r, out_w] + [fd for c in children.values()
+                                                        for fd in c[1:]]:
                     os.close(fd)
-                enter(pid, choice, procs)
+                run()
+                status = 0
             except Fail as e:
                 emit("error", code=e.code, message=e.message, hint=e.hint, **e.extra)
+            except EOFError:
+                status = 0
             except BaseException as e:
                 emit("error", code="internal", message="%s: %s" % (type(e).__name__, e),
                      hint=None)
-            os._exit(1)
+            os._exit(status)
         os.close(in_r)
         os.close(out_w)
-        units[pid] = (child, in_w, out_r)
+        children[pid] = (child, in_w, out_r)
     out_lock = threading.Lock()
 
     def pump(pid, child, fd):
@@ -1395,8 +1460,8 @@ def fan_out(choice, procs):
             emit("exit", unit=pid, status=os.WEXITSTATUS(status) if os.WIFEXITED(status)
                  else -os.WTERMSIG(status))
 
-    threads = [threading.Thread(target=pump, args=(pid, u[0], u[2]))
-               for pid, u in units.items()]
+    threads = [threading.Thread(target=pump, args=(pid, c[0], c[2]))
+               for pid, c in children.items()]
     for t in threads:
         t.start()
     while True:
@@ -1404,15 +1469,22 @@ def fan_out(choice, procs):
             unit, data = read_frame(unit=True)
         except EOFError:
             break
-        if unit in units:
+        if unit in children:
             try:
-                write_all(units[unit][1], b"%d\n" % len(data) + data)
+                write_all(children[unit][1], b"%d\n" % len(data) + data)
             except OSError:
                 pass  # that child is gone; its exit event says so
-    for u in units.values():
-        os.close(u[1])
+    for c in children.values():
+        os.close(c[1])
     for t in threads:
         t.join()
+
+
+def enter_pid_namespace_needed(pid):
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino != os.stat("/proc/%d/ns/pid" % pid).st_ino
+    except OSError:
+        return False
 
 
 def enter_pid_namespace(pid):
@@ -1466,10 +1538,12 @@ def classify(e):
 def main():
     try:
         if len(sys.argv) >= 3 and sys.argv[1] == "kubectl-wand-stage2":
-            if not hasattr(sys, "remote_exec"):
-                raise Fail("version", "the target runs Python %s; sys.remote_exec needs 3.14+"
-                           % sys.version.split()[0], "attach works only to CPython 3.14+")
-            stage2(json.loads(sys.argv[2]))
+            state = json.loads(sys.argv[2])
+            if "fan" in state:
+                stage2_many(state)
+            else:
+                need_remote_exec()
+                stage2(state)
         else:
             stage1()
     except Fail as e:

@@ -13,6 +13,35 @@ UVICORN = ("sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app --host 1
 TICKER = tuple(LOG_TICKER)
 
 
+# a Python parent, a child of the same binary and one of a copy of it, all ticking
+MIXED = ("python3", "-c",
+         "import shutil, subprocess, sys, time\n"
+         "import os\n"
+         "os.mkdir('/tmp/alt')\n"
+         "shutil.copy2(sys.executable, '/tmp/alt/python3.14')\n"
+         "tick = 'import time\\nprint(1, flush=True)\\nwhile True: time.sleep(0.005)'\n"
+         "kids = [subprocess.Popen([exe, '-c', tick], stdout=subprocess.PIPE)\n"
+         "        for exe in (sys.executable, '/tmp/alt/python3.14')]\n"
+         "[k.stdout.readline() for k in kids]\n"
+         "print('READY', flush=True)\n"
+         "while True: time.sleep(0.005)\n")
+
+
+def test_exec_all_processes_of_two_interpreter_binaries(app):
+    # two binaries cannot share one stage 2: each process gets its own, still one injector
+    c = app(*MIXED)
+    cp = wand("exec", f"docker/{c.name}", "--all-processes", "-v", "-o", "json",
+              "-c", "import os, sys\nprint(os.getpid(), sys.executable)")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert cp.stderr.count("' kubectl-wand-injector\n") <= 2, cp.stderr  # 2: helper started
+    data = json.loads(cp.stdout)
+    assert data["summary"] == {"total": 3, "succeeded": 3, "failed": 0, "skipped": 0}
+    ran = {int(r["stdout"].split()[0]): r["stdout"].split()[1] for r in data["results"]}
+    assert sorted(ran) == sorted(r["pid"] for r in data["results"])
+    assert "/tmp/alt/python3.14" in ran.values() and len(set(ran.values())) == 2
+    assert c.staged() == []
+
+
 def test_exec_all_processes_partial_failure_and_json(app):
     c = app("sh", "-c", "cd /app && exec python3 -m gunicorn -w 2 -b 127.0.0.1:8002 "
             "wsgi_app:app", ready="Booting worker")
