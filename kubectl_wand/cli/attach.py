@@ -3,6 +3,7 @@
 import json
 import signal
 import sys
+import threading
 import time
 
 import click
@@ -83,17 +84,22 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
     """One attach; returns None when the user ended it, or what went away."""
     editor = editor or {"name": f"kubectl-wand: {box.display}", "path": None}
     # a slow forward (kubectl port-forward) starts now: its start-up overlaps the injection
-    early = (Early(lambda remote: backend.forward(box, remote, local_port), port)
+    reached = threading.Event()  # the injector listed the target's processes
+    early = (Early(lambda remote: backend.forward(box, remote, local_port), port,
+                   after=reached if getattr(backend, "forward_after_reach", False) else None)
              if getattr(backend, "slow_forward", False) else None)
     try:
         with progress.spinner(f"reaching {box.display}"):
             session = ops.open_session(backend, box, pid=pid,
                                        ask=ask_process if is_tty() else None,
-                                       signal=opts.get("nudge"), debugpy=True)
+                                       signal=opts.get("nudge"), debugpy=True,
+                                       reached=reached)
     except BaseException:
+        reached.set()
         if early:
             early.close()
         raise
+    reached.set()
     proc = session.choice.proc
     box.extra["attached_pid"] = proc.pid
     status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "

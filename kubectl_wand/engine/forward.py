@@ -157,14 +157,19 @@ class Early:
     The thread that made it lives until ``close()``: a child process started with a
     parent-death signal (PR_SET_PDEATHSIG) dies with the *thread* that started it."""
 
-    def __init__(self, make: Callable[[int], object], remote_port: int):
-        self.make, self.remote_port = make, remote_port
+    def __init__(self, make: Callable[[int], object], remote_port: int,
+                 after: Optional[threading.Event] = None):
+        self.make, self.remote_port, self.after = make, remote_port, after
         self.fwd, self.error = None, None
         self.made, self.released = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="wand-forward-early")
         self.thread.start()
 
     def _run(self):
+        if self.after is not None:
+            # on 2 CPUs two `docker exec`s started together slow each other down: the
+            # injector's goes first, the relay has the whole injection to get ready
+            self.after.wait(10)
         try:
             self.fwd = self.make(self.remote_port)
         except BaseException as e:  # raised to the caller by result()

@@ -74,17 +74,20 @@ def _catches(proc: Proc, signum: int) -> bool:
 
 
 def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
-                 remote_exec=True, debugpy=False):
+                 remote_exec=True, debugpy=False, reached=None):
     """A session with a process chosen and the injector switched to its interpreter.
 
     ``remote_exec=False`` (stacks: memory reads only) also accepts a process whose remote
     debugging is disabled. ``debugpy=True`` (attach) gives stage 1 the helper's cache of
-    compiled debugpy trees, so stage 2 can say whether the archive needs shipping."""
+    compiled debugpy trees, so stage 2 can say whether the archive needs shipping.
+    ``reached`` (an Event) is set once the injector runs beside the target."""
     if pid is None:
         pid = box.extra.get("pid")  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
     procs = s.open("inject", probe="auto")  # the exact version comes from stage 2
+    if reached is not None:
+        reached.set()
     try:
         choice = pick_process(procs, pid, ask, remote_exec)
         if choice.proc.blocker_for(remote_exec):
