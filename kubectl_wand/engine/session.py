@@ -61,6 +61,8 @@ class Channel:
             try:
                 ev = json.loads(line)
             except ValueError:
+                ev = None
+            if not isinstance(ev, dict):  # not one of the injector's events
                 self.stderr.append(line.decode("utf-8", "replace"))
                 continue
             unit = self.units.get(ev.pop("unit", None))
