@@ -17,22 +17,20 @@ kubectl does not, so these figures are an upper bound; the count of calls is the
 """
 
 import argparse
-import io
 import json
 import os
 import random
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BUSY_APP, DEFAULT_IMAGE, cli_env, HTTP_APP, NAIVE_INJECT, TICKING_APP,  # noqa
-                    WAND, Cleanup, Table, debugpy_tree_tar, guarded, machine_line,
+from common import (BUSY_APP, DEFAULT_IMAGE, cli_env, HTTP_APP, TICKING_APP,  # noqa
+                    WAND, Cleanup, Table, guarded, machine_line, naive_archive,
                     time_attach, time_floor_attach, wait_for_line)
 from tests.kube.standin.cluster import Cluster  # noqa: E402
 
@@ -84,16 +82,7 @@ def time_naive(c, image, app, tag, port=5692):
                        containers=[{"name": "app", "command": app, "user": 1000}])
     pod = dep.pods[0]
     lib = "/tmp/naive-" + tag
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as out, \
-            tarfile.open(fileobj=io.BytesIO(debugpy_tree_tar())) as src:
-        for m in src.getmembers():
-            out.addfile(m, src.extractfile(m) if m.isfile() else None)
-        data = NAIVE_INJECT.format(lib=lib, port=port).encode()
-        ti = tarfile.TarInfo("inject.py")
-        ti.size, ti.mode = len(data), 0o644
-        out.addfile(ti, io.BytesIO(data))
-    archive = raw.getvalue()
+    archive = naive_archive(lib, port)
     env = c.env
     t0 = time.perf_counter()
     cp = subprocess.run(["kubectl", "exec", "-i", pod, "-c", "app", "--", "sh", "-c",

@@ -443,6 +443,21 @@ def dap_initialize_via(argv, timeout=5.0):
     return b'"initialize"' in got and b'"response"' in got
 
 
+def naive_archive(lib: str, port: int) -> bytes:
+    """The archive a user of the naive flow builds once: the debugpy tree plus the script
+    that imports it from ``lib`` and listens on ``port``."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as out, \
+            tarfile.open(fileobj=io.BytesIO(debugpy_tree_tar())) as src:
+        for m in src.getmembers():
+            out.addfile(m, src.extractfile(m) if m.isfile() else None)
+        data = NAIVE_INJECT.format(lib=lib, port=port).encode()
+        ti = tarfile.TarInfo("inject.py")
+        ti.size, ti.mode = len(data), 0o644
+        out.addfile(ti, io.BytesIO(data))
+    return raw.getvalue()
+
+
 def time_naive_docker(image, app_cmd, cleanup, tag, port=5691):
     """The flow without kubectl-wand, scripted as fast as it goes (no sleeps): docker cp the
     debugpy tree and a script into the target, a one-shot privileged helper runs
@@ -452,17 +467,7 @@ def time_naive_docker(image, app_cmd, cleanup, tag, port=5691):
     target = start_target(image, cleanup, tag, app_cmd)
     try:
         lib = "/tmp/naive-" + uuid.uuid4().hex[:8]
-        # the archive a user would build once: the debugpy tree plus the inject script
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w") as out, \
-                tarfile.open(fileobj=io.BytesIO(debugpy_tree_tar())) as src:
-            for m in src.getmembers():
-                out.addfile(m, src.extractfile(m) if m.isfile() else None)
-            data = NAIVE_INJECT.format(lib=lib, port=port).encode()
-            ti = tarfile.TarInfo("inject.py")
-            ti.size, ti.mode = len(data), 0o644
-            out.addfile(ti, io.BytesIO(data))
-        archive = raw.getvalue()
+        archive = naive_archive(lib, port)
         relay = ["docker", "exec", "-i", target, "python3", "-I", "-S", "-c",
                  payload.source("forward"), "naive-forward", str(port)]
         t0 = time.perf_counter()
