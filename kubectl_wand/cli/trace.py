@@ -121,8 +121,9 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
                     ("errors", "expression errors")) if d.get(k))
                 status(f"{name + ': ' if many else ''}trace removed ({_why(d.get('ended'))}): "
                         f"{d.get('hits', 0)} hit(s){extra}")
-    if failed:
-        raise SystemExit(1)
+    if failed:  # an expression the target's Python cannot compile is a usage error
+        raise SystemExit(2 if all(r.error is not None and r.error.code == "bad-expression"
+                                  for r in failed) else 1)
     if not results:
         raise UsageError("nothing to trace", "`kubectl wand ps` shows what is there")
 

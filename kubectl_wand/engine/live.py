@@ -33,7 +33,7 @@ def run_live(backend, units: List[Unit], work: LiveWork, max_parallel: int,
     results: List[UnitResult] = [UnitResult(u.box, u.pid, skipped=u.skipped, error=u.error)
                                  for u in units]
 
-    def one(unit: Unit, res: UnitResult):
+    def one(unit: Unit, res: UnitResult, done: threading.Event):
         t0 = time.monotonic()
         try:
             with gate:
@@ -53,24 +53,29 @@ def run_live(backend, units: List[Unit], work: LiveWork, max_parallel: int,
             res.ok, res.error = False, e
         except Exception as e:  # one unit's surprise must not sink the others
             res.ok, res.error = False, WandError(f"{type(e).__name__}: {e}", code="internal")
-        res.seconds = time.monotonic() - t0
+        finally:
+            res.seconds = time.monotonic() - t0
+            done.set()
 
-    threads = [threading.Thread(target=one, args=(u, r), daemon=True, name="wand-live")
-               for u, r in zip(units, results) if not (u.skipped or u.error)]
-    for t in threads:
-        t.start()
+    dones = []
+    for u, r in zip(units, results):
+        if not (u.skipped or u.error):
+            dones.append(threading.Event())
+            threading.Thread(target=one, args=(u, r, dones[-1]), daemon=True,
+                             name="wand-live").start()
     try:
-        _join(threads)
+        _wait(dones)
     except KeyboardInterrupt:
         stop.set()  # each unit asks its target to end and waits for the confirmation
-        _join(threads)  # a second Ctrl-C leaves at once (the injectors die with us)
+        _wait(dones)  # a second Ctrl-C leaves at once (the injectors die with us)
     return results
 
 
-def _join(threads):
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)
+def _wait(dones):
+    """Events, not Thread.join: a join interrupted by Ctrl-C may report a live thread ended."""
+    for d in dones:
+        while not d.wait(0.2):
+            pass
 
 
 def plan(backend, boxes, pid, all_processes, max_parallel, remote_exec=True) -> List[Unit]:
