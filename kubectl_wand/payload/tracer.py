@@ -134,7 +134,8 @@ class Trace:
         self.stop = threading.Event()
         self.reason = None
         self.hits = self.dropped = self.skipped = self.lost = self.errors = 0
-        self.tokens, self.stamp = max(1.0, self.rate), time.monotonic()
+        self.burst = max(1.0, self.rate)  # a full second's worth at once, then the rate
+        self.tokens, self.stamp = self.burst, time.monotonic()
         self.reported = set()  # (location, what) whose error was sent once
         self.tool = None
         self.codes = []
@@ -214,13 +215,16 @@ class Trace:
         mon.free_tool_id(tid)
 
     # runs in the app's threads: keep it short and never block
-    def on_line(self, code, line):
+    def on_line(self, code, line, _now=time.monotonic, _frame=sys._getframe):
         label = self.wanted.get((code, line))
         if label is None:
             return sys.monitoring.DISABLE  # another line of a traced function: off for good
+        if self.where is None and self.tokens + (_now() - self.stamp) * self.rate < 1.0:
+            self.dropped += 1  # the hot path: over the rate, nothing evaluated
+            return None
         if self.stop.is_set():
             return None
-        frame = sys._getframe(1)
+        frame = _frame(1)
         while frame is not None and frame.f_code is not code:
             frame = frame.f_back
         if frame is None:
@@ -234,16 +238,15 @@ class Trace:
                     self.error(label, "--where " + self.where_src, e)
                     return None
             with self.lock:
-                now = time.monotonic()
-                self.tokens = min(max(1.0, self.rate),
-                                  self.tokens + (now - self.stamp) * self.rate)
+                now = _now()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
                 if self.tokens < 1.0:
                     self.dropped += 1
                     return None
-                self.tokens -= 1.0
                 if self.max_hits and self.hits >= self.max_hits:
                     return None
+                self.tokens -= 1.0
                 self.hits += 1
                 last = bool(self.max_hits and self.hits >= self.max_hits)
             values = []
