@@ -8,7 +8,9 @@ after the other on the same target, --windows one-second windows each (the first
 a change is not counted): untouched; `trace` on step()'s hot line with --rate 10, 100, 1000/s
 (every execution of the line reaches the callback, those within the rate are evaluated, repr'd
 and sent); `profile` at 10, 100, 1000 Hz (memory reads from the helper); untouched again.
-Each phase's median steps/s next to the untouched median of the two untouched phases.
+Each phase's median steps/s and the target's CPU per step (all its threads: process_time()),
+next to the median of the two untouched phases. On a loaded machine steps/s follows the other
+load; CPU per step much less so.
 """
 
 import argparse
@@ -39,7 +41,7 @@ def step(i):
 
 print("READY", flush=True)
 i = n = 0
-t0 = time.monotonic()
+t0, c0 = time.monotonic(), time.process_time()
 while True:
     step(i)
     i += 1
@@ -47,8 +49,9 @@ while True:
     if n % 64 == 0:
         now = time.monotonic()
         if now - t0 >= 1.0:
-            print("RATE %.1f" % (n / (now - t0)), flush=True)
-            n, t0 = 0, now
+            cpu = time.process_time()  # every thread of the process: the tracer's too
+            print("RATE %.1f %.3f" % (n / (now - t0), (cpu - c0) * 1e6 / n), flush=True)
+            n, t0, c0 = 0, now, cpu
 '''
 TRACED = next(n for n, line in enumerate(APP.splitlines(), 1) if "# TRACED" in line)
 
@@ -66,7 +69,7 @@ class Rates:
         for line in self.proc.stdout:
             if line.startswith("RATE "):
                 with self.cond:
-                    self.lines.append(float(line.split()[1]))
+                    self.lines.append(tuple(map(float, line.split()[1:3])))
                     self.cond.notify_all()
 
     def take(self, n, skip=1):
@@ -124,14 +127,18 @@ def main_fn(args, cleanup):
             ["profile", target, "--rate", str(hz), "--duration", "10m", "--top", "0"],
             "Sampling", lambda: rates.take(args.windows), cleanup)))
     rows.append(("untouched, again", rates.take(args.windows)))
-    base = statistics.median(rows[0][1] + rows[-1][1])
-    print(f"\n## trace and profile: the target's steps/s (median of {args.windows} 1-s windows)")
+    base = statistics.median([x[0] for x in rows[0][1] + rows[-1][1]])
+    cbase = statistics.median([x[1] for x in rows[0][1] + rows[-1][1]])
+    print(f"\n## trace and profile: the target's steps/s and CPU per step (median of "
+          f"{args.windows} 1-s windows)")
     print(f"\n{machine_line(started, load0)}\n")
-    print("| phase | steps/s | vs untouched |")
-    print("|---|---|---|")
+    print("| phase | steps/s | vs untouched | target CPU µs/step | vs untouched |")
+    print("|---|---|---|---|---|")
     for label, xs in rows:
-        m = statistics.median(xs)
-        print(f"| {label} | {m:,.0f} | {100 * (m / base - 1):+.1f} % |")
+        m = statistics.median([x[0] for x in xs])
+        c = statistics.median([x[1] for x in xs])
+        print(f"| {label} | {m:,.0f} | {100 * (m / base - 1):+.1f} % | {c:.2f} | "
+              f"{100 * (c / cbase - 1):+.1f} % |")
     rates.proc.kill()
 
 
