@@ -26,6 +26,8 @@ def top_table(stacks, n: int) -> str:
 
 def write_output(path: str, text: str):
     if path == "-":
+        if sys.stdout.isatty():  # names from the target, on a terminal: escaped
+            text = "".join(safe(line, 100000) + "\n" for line in text.splitlines())
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -99,8 +101,8 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
             if r.skipped:
                 status(f"{name}: skipped ({r.skipped})")
             elif r.error is not None:
-                status(f"{name}: error: {r.error.message}" +
-                       (f"\nhint: {r.error.hint}" if r.error.hint else ""))
+                status(f"{name}: error: {safe(r.error.message, 4000)}" +
+                       (f"\nhint: {safe(r.error.hint, 2000)}" if r.error.hint else ""))
             elif not quiet:
                 d = r.data
                 note = "".join(f", {d[k]} {w}" for k, w in (

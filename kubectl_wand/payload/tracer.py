@@ -160,11 +160,13 @@ class Trace:
 
     def locate(self, locations):
         files = loaded_files()
-        resolved = []
+        resolved, by_file = [], {}
         for loc in locations:
             path, line = loc["file"], int(loc["line"])
             filename = resolve_file(path, files)
-            codes = code_objects(filename)
+            codes = by_file.get(filename)
+            if codes is None:  # one walk of the heap per file
+                codes = by_file[filename] = code_objects(filename)
             found = codes_for_line(codes, line)
             if not found:
                 near = nearest_lines(codes, line)
