@@ -11,6 +11,7 @@ socket: the CLI asked to stop, went away or was killed (the injector then shuts 
 """
 
 import gc
+import json
 import os
 import queue
 import reprlib
@@ -259,7 +260,7 @@ class Trace:
                     values.append([src, None])
                     self.error(label, src, e)
             self.put({"event": "hit", "at": label, "time": time.time(),
-                      "thread": threading.current_thread().name, "values": values})
+                      "thread": threading.current_thread().name[:200], "values": values})
             if last:
                 self.finish("max-hits")
         except Exception:
@@ -316,7 +317,7 @@ class Trace:
             except queue.Empty:
                 ev = None
             if ev is not None:
-                self.chan.send(ev.pop("event"), **ev)
+                self.flush(ev)
             if deadline is not None and time.monotonic() >= deadline:
                 self.finish("for")
             if self.stop.is_set():
@@ -325,13 +326,23 @@ class Trace:
                 next_stats = time.monotonic() + STATS_EVERY
                 self.chan.send("trace-stats", **self.stats())
         self.unregister()
-        while True:  # what was queued before the end
+        self.flush(None)  # what was queued before the end
+
+    def flush(self, first):
+        """``first`` and whatever else is queued, in one write: cheaper per hit at high rates."""
+        evs = [first]
+        while len(evs) < 500:
             try:
-                ev = self.q.get_nowait()
+                evs.append(self.q.get_nowait())
             except queue.Empty:
                 break
-            if ev is not None:
-                self.chan.send(ev.pop("event"), **ev)
+        data = "".join(json.dumps(e) + "\n" for e in evs if e is not None).encode()
+        if data:
+            with self.chan.lock:
+                try:
+                    self.chan.sock.sendall(data)
+                except OSError:
+                    pass  # the CLI is gone: the watcher ends the trace
 
     def stats(self):
         return {"hits": self.hits, "dropped": self.dropped, "lost": self.lost,
