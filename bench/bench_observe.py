@@ -1,6 +1,6 @@
 """What `trace` and `profile` cost the target (never in the tests).
 
-    .venv/bin/python bench/bench_observe.py [--windows N]
+    .venv/bin/python bench/bench_observe.py [--windows N]   (run_all.py: --runs N = windows)
 
 One CPU-bound target (uid 1000, no network, no capability): its main thread calls step() in a
 loop (~0.1 ms of arithmetic each) and prints how many steps it made in each second. Phases, one
@@ -144,7 +144,8 @@ def main_fn(args, cleanup):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--windows", "--runs", type=int, default=5,
+                    help="one-second windows per phase (run_all.py passes --runs)")
     ap.add_argument("--image", default=DEFAULT_IMAGE)
     args = ap.parse_args()
     cleanup = Cleanup()
