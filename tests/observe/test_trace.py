@@ -225,7 +225,7 @@ def test_trace_all_processes_of_a_server(app):
 
 def test_no_free_tool_id_is_an_error_that_names_the_holders(app):
     c = app(*HTTP)
-    take = ("import sys\nfor i in (3, 4, 5):\n    sys.monitoring.use_tool_id(i, 'other-tool-%d' % i)\n")
+    take = "import sys\nfor i in (3, 4, 5):\n    sys.monitoring.use_tool_id(i, f'other-tool-{i}')\n"
     assert wand("exec", f"docker/{c.name}", "-q", "-c", take).returncode == 0
     cp = wand("trace", f"docker/{c.name}", f"http_app.py:{LINE}", "path")
     assert cp.returncode == 1
