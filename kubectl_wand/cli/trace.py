@@ -29,7 +29,7 @@ def hit_line(label: str, ev: dict) -> str:
 
 @click.command("trace")
 @click.argument("target")
-@click.argument("args", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, metavar="FILE:LINE... [EXPR]...")
 @click.option("--where", "where", metavar="COND",
               help="Report a hit only when this expression is true in the frame.")
 @click.option("--for", "for_", metavar="DURATION", default="10m", show_default=True,
