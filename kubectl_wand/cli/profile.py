@@ -91,9 +91,19 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
         status(f"Sampling {len(units)} process{'es' if many else ''} at {rate} Hz for "
                f"{seconds:g}s (from memory; nothing runs in the target); Ctrl-C ends early")
     lock = threading.Lock()
+    begun = set()
+
+    def on_progress(res, ev):  # the helper's first report: sampling has begun there
+        with lock:
+            first = (res.box.id, res.pid) not in begun
+            begun.add((res.box.id, res.pid))
+        if first and not quiet:
+            status(f"{unit_label(res)}: sampling")
+
     ask = ask_process if (is_tty() and not many) else None
     results = live.run_live(
-        backend, units, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu),
+        backend, units, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu,
+                                             on_progress),
         max_parallel, signal="none", remote_exec=False, ask=ask)
     with lock:
         for r in results:

@@ -117,3 +117,30 @@ def test_async_task_stacks(app, tmp_path):
     c2 = app("python3", "/app/busy.py")
     cp = wand("profile", f"docker/{c2.name}", "--async", "--duration", "1s", timeout=90)
     assert cp.returncode == 1 and "asyncio is not in use" in cp.stderr, cp.stderr
+
+
+def test_ctrl_c_ends_early_and_keeps_the_samples(app):
+    import signal
+    import subprocess
+
+    from tests.conftest import WAND
+
+    c = app(*BUSY)
+    p = subprocess.Popen([WAND, "profile", f"docker/{c.name}", "--duration", "10m", "--top",
+                          "1", "--rate", "200"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    # the helper reports its progress once a second: sampling has begun
+    err = []
+    for line in p.stderr:
+        err.append(line)
+        if ": sampling" in line:
+            break
+    try:
+        p.send_signal(signal.SIGINT)
+        out, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, "".join(err) + rest
+    assert out.splitlines()[1].split()[4] == "work"
+    assert "(stopped early)" in rest
