@@ -1,7 +1,9 @@
 """This host's processes: the same injector, run by the CLI's own Python.
 
-Stage 2 still switches to the target's own interpreter (chrooted into its root when it lives
-in another mount namespace), so the CLI itself never needs Python 3.14.
+When the CLI's Python cannot inject (it is not 3.14), stage 2 runs another interpreter of this
+host of the target's version — only one that nobody but root (or this user) can change, since
+it runs with this user's privileges. A process in a container is refused: its files are the
+container's (use the docker/ or Kubernetes form).
 """
 
 import os
@@ -40,6 +42,9 @@ class LocalBackend(Backend):
         if pid and not os.path.exists(f"/proc/{pid}"):
             return f"process {pid} exited"
         return None
+
+    def trust(self, box: Box) -> str:
+        return "host"
 
     def injector_argv(self, box: Box) -> List[str]:
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]

@@ -67,9 +67,13 @@ class Proc:
         if not self.readable:
             return "no ptrace permission"
         if self.python is None:
-            return "not Python"
+            why = self.extra.get("not_python")
+            return f"not Python ({why})" if why else "not Python"
         if self.version_tuple < MIN_PYTHON:
             return f"Python {self.python} < 3.14"
+        for key in ("inject_blocker", "helper_blocker"):
+            if self.extra.get(key):
+                return str(self.extra[key])
         if self.remote_debug is False and remote_exec:
             return f"remote debugging disabled ({self.remote_debug_off_by})"
         return None
@@ -202,6 +206,9 @@ def hint_for(p: Proc) -> Optional[str]:
     if b == "zombie":
         return ("the process has exited and only waits for its parent to reap it; pick a live "
                 "process (`kubectl wand ps` lists them)")
-    if b == "not Python":
+    if b.startswith("not Python"):
         return "`kubectl wand ps` lists the Python processes and their PIDs"
+    if "helper" in b and "Python" in b:
+        return ("pass --image with an image that has the target's Python version (the helper "
+                "runs its own interpreter, never the target's)")
     return None

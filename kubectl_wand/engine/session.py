@@ -205,7 +205,7 @@ class Session:
             self.chan.send_bytes(payload.source("injector").encode(), header=(
                 f" {where} {payload.source_key('injector')}"
                 if where and len(where.split()) == 1 else ""))
-            self.chan.send({"op": op, "probe": probe})
+            self.chan.send({"op": op, "trust": self.backend.trust(self.box)})
             ev = self.chan.next(self.timeout)
             if ev.get("event") == "procs":
                 break

@@ -104,10 +104,18 @@ def source_key(name: str) -> str:
     return "%08x%08x" % (zlib.crc32(data), len(data))
 
 
+# Modules shipped in front of another, as one source (the injector runs as one text)
+SHIPPED_WITH = {"injector": ("binaries",)}
+
+
 @lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """Text of one payload module, e.g. ``source('agent')`` (read once per CLI run: a fan-out
-    ships it to every target)."""
+    """Text of one payload as shipped, e.g. ``source('agent')`` (read once per CLI run: a
+    fan-out ships it to every target)."""
+    return "".join(_text(part) + "\n" for part in SHIPPED_WITH.get(name, ())) + _text(name)
+
+
+def _text(name: str) -> str:
     try:
         return (HERE / f"{name}.py").read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):  # inside the zipapp: read through its loader

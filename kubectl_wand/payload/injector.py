@@ -28,14 +28,8 @@ class secrets:  # os.urandom is all we need; the module would import random, has
 
 PROTOCOL = 1
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,80}$")
-PY_EXE = re.compile(r"(?:^|/)python(\d)\.(\d+)(t?)(?:-[a-z0-9]+)?$")
-LIBPY = re.compile(r"/libpython(\d)\.(\d+)(t?)\.so")
 PROC = "/proc"  # the proc filesystem; tests point it at a fake tree
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-VERSION_PROBE = (
-    "import sys,sysconfig;print(sys.version.split()[0]);"
-    "print(int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))"
-)
 
 
 class Fail(Exception):
@@ -91,23 +85,21 @@ def _read(path, mode="r"):
 
 # ---------------------------------------------------------------- process table (stage 1)
 
+try:
+    elf_facts  # shipped: payload/binaries.py stands in front of this file
+except NameError:  # imported from the package (tests)
+    from kubectl_wand.payload.binaries import *  # noqa: F401,F403
+    from kubectl_wand.payload.binaries import _pread  # noqa: F401
+
+TRUST = {"mode": "image"}  # the CLI says what our own filesystem is (stage1: "trust")
+
+
 def _status(pid):
     out = {}
     for line in _read(PROC + "/%d/status" % pid).splitlines():
         k, _, v = line.partition(":")
         out[k] = v.strip()
     return out
-
-
-def _python_from_paths(exe, maps):
-    m = PY_EXE.search((exe or "").replace(" (deleted)", ""))
-    if m:
-        return m.group(1) + "." + m.group(2), m.group(3) == "t"
-    for line in maps:
-        m = LIBPY.search(line)
-        if m:
-            return m.group(1) + "." + m.group(2), m.group(3) == "t"
-    return None, False
 
 
 def same_root(pid):
@@ -118,41 +110,111 @@ def same_root(pid):
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def enter_root(pid):
-    """Make the target's root our own (no-op when we already share it)."""
-    if not same_root(pid):
-        os.chroot("/proc/%d/root" % pid)
-    os.chdir("/")
+def open_root(pid):
+    """The target's root directory as an fd: every path of the target is walked below it."""
+    return os.open(PROC + "/%d/root" % pid, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-_probe_cache = {}
-
-
-def probe_version(pid, exe):
-    """Exact version and free-threading flag, asked of the target's own binary."""
-    key = (os.stat(PROC + "/%d/root/" % pid).st_ino, exe)
-    if key in _probe_cache:
-        return _probe_cache[key]
-    import subprocess
-
+def _mapped_pythons(pid):
+    """Files mapped by the process whose name says "python", in map order: the files CPython's
+    remote_exec searches for its runtime (Python/remote_debug.h). Bounded."""
+    out = []
     try:
-        out = subprocess.run(
-            [exe, "-I", "-S", "-c", VERSION_PROBE, "kubectl-wand-probe"],
-            preexec_fn=lambda: enter_root(pid),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            timeout=5, check=True,
-        ).stdout.decode().split()
-        result = (out[0], out[1] == "1")
-    except Exception:
-        result = None
-    _probe_cache[key] = result
-    return result
+        with open(PROC + "/%d/maps" % pid, "rb") as f:
+            data = f.read(8 << 20)
+    except OSError:
+        return out
+    for line in data.split(b"\n"):
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith(b"/"):
+            path = parts[5].decode("utf-8", "replace")
+            if "python" in path.rsplit("/", 1)[-1] and path not in out:
+                out.append(path)
+                if len(out) >= 8:
+                    break
+    return out
 
 
-def proc_info(pid, uptime, probe=True):
+_facts_cache = {}
+
+
+def target_facts(pid, path, exe):
+    """elf_facts of a file as the target maps it: the exe through /proc/PID/exe (the very file,
+    even deleted), others below the target's root without following links. Read only."""
+    if path == exe:
+        opener = lambda: os.open(PROC + "/%d/exe" % pid, os.O_RDONLY | os.O_CLOEXEC)
+    else:
+        def opener():
+            rfd = open_root(pid)
+            try:
+                return open_in(rfd, path, os.O_RDONLY | os.O_NONBLOCK)
+            finally:
+                os.close(rfd)
+    try:
+        fd = opener()
+        st = os.fstat(fd)
+        os.close(fd)
+    except OSError:
+        return None
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime)
+    if key not in _facts_cache:
+        _facts_cache[key] = read_facts(None, opener)
+    return _facts_cache[key]
+
+
+def recognise(pid, exe, readable):
+    """Whether the process runs CPython, read from its binaries: (version, free-threaded,
+    runtime path, facts, why-not-injectable). (None, …) for anything else."""
+    if not readable or not exe:
+        return None, False, None, None, None
+    deleted = exe.endswith(" (deleted)")
+    paths = _mapped_pythons(pid)
+    if exe not in paths:
+        paths.append(exe)  # a runtime in an exe not named python: found, but not reachable
+    for path in paths:
+        facts = target_facts(pid, path, exe)
+        if facts and facts["runtime"]:
+            hexv, ft = facts["runtime"]
+            why = None
+            if path.endswith(" (deleted)") or deleted and path == exe:
+                why = ("its interpreter %s was deleted or replaced after it started; restart "
+                       "the process" % path)
+            elif "python" not in path.rsplit("/", 1)[-1]:
+                why = ("its runtime is in %s, whose name lacks \"python\": CPython's "
+                       "remote_exec finds the runtime by that name" % path)
+            return version_text(hexv), ft, path, facts, why
+    # Older Pythons (< 3.13) carry no debug offsets: recognised by name, for the message only
+    for path in [exe] + paths:
+        base = path.rsplit("/", 1)[-1].split(" ")[0]
+        m = PY_NAME.match(base) or LIBPY_NAME.match(base)
+        if m and m.group(2):
+            return "%s.%s" % (m.group(1), m.group(2)), m.group(3) == "t", None, None, None
+    if PY_NAME.match(exe.rsplit("/", 1)[-1]):  # a venv's "python": its pyvenv.cfg says which
+        ver = _venv_version(pid, exe)
+        if ver:
+            return ver, False, None, None, None
+    return None, False, None, None, None
+
+
+def _venv_version(pid, exe):
+    try:
+        rfd = open_root(pid)
+        try:
+            fd = open_in(rfd, os.path.dirname(os.path.dirname(exe)) + "/pyvenv.cfg")
+        finally:
+            os.close(rfd)
+        with os.fdopen(fd, "rb") as f:
+            text = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    m = re.search(r"^version(?:_info)?\s*=\s*(\d+\.\d+(?:\.\d+)?)", text, re.M)
+    return m.group(1) if m else None
+
+
+def proc_info(pid, uptime, probe=None):
     base = PROC + "/%d" % pid
     st = _status(pid)
-    raw = _read(base + "/cmdline", "rb")
+    raw = _read(base + "/cmdline", "rb")[:ARGV_MAX]
     argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
     info = {
         "pid": pid,
@@ -178,47 +240,28 @@ def proc_info(pid, uptime, probe=True):
     try:
         info["exe"] = os.readlink(base + "/exe")
         info["cwd"] = os.readlink(base + "/cwd")
-        env = _read(base + "/environ", "rb").split(b"\0")
+        env = _read(base + "/environ", "rb")[:ARGV_MAX].split(b"\0")
     except OSError as e:
         if e.errno not in (errno.EACCES, errno.EPERM):
             return info if info["state"] == "Z" else None  # a kernel thread, or gone
         # ptrace-mode checks guard these links: no rights means no injection either
         info["readable"] = False
         env = []
-    maps = []
-    if info["exe"] and not PY_EXE.search(info["exe"]):
-        try:
-            maps = [ln for ln in _read(base + "/maps").splitlines() if "libpython" in ln][:1]
-        except OSError:
-            pass
-    ver, ft = _python_from_paths(info["exe"], maps)
+    ver, ft, runtime, facts, why = recognise(pid, info["exe"], info["readable"])
     if ver is None and not info["readable"] and argv:
-        ver, ft = _python_from_paths(argv[0], [])
-        if ver is None and "python" in os.path.basename(argv[0]):
-            ver = "?"  # a Python we may not inspect: listed, with the reason
+        m = PY_NAME.match(os.path.basename(argv[0]))
+        if m:
+            ver = "%s.%s" % (m.group(1), m.group(2)) if m.group(2) else "?"
     if ver is None:
-        return info if (info["state"] == "Z" or not info["readable"]) else None
+        info["not_python"] = ("no CPython runtime in %s" % info["exe"] if info["readable"]
+                              else "cannot be inspected")
+        return info
     info["python"], info["free_threaded"] = ver, ft
-    if probe and info["readable"] and info["exe"] and not (
-            probe == "auto" and PY_EXE.search(info["exe"].replace(" (deleted)", ""))
-            and tuple(int(x) for x in ver.split(".")) >= (3, 14)):
-        # "auto" (attach/exec): the path names major.minor and build flavour, all that the
-        # choice of an injectable process needs, and stage 2, which runs that very binary,
-        # tells the exact version; an older one is probed, for the message that refuses it
-        exact = probe_version(pid, info["exe"].replace(" (deleted)", ""))
-        if exact:
-            info["python"], info["free_threaded"] = exact
-    disabled = None
-    for item in env:
-        if item.startswith(b"PYTHON_DISABLE_REMOTE_DEBUG="):
-            disabled = "environment variable PYTHON_DISABLE_REMOTE_DEBUG"
-    for i, a in enumerate(argv):
-        if a == "-Xdisable-remote-debug" or (
-            a == "-X" and i + 1 < len(argv) and argv[i + 1] == "disable-remote-debug"
-        ):
-            disabled = "interpreter option -X disable-remote-debug"
-    info["remote_debug"] = disabled is None
-    info["remote_debug_off_by"] = disabled
+    info["runtime_path"], info["inject_blocker"] = runtime, why
+    if facts:
+        info["runtime_layout"], info["build_id"] = facts["layout"], facts["build_id"]
+    info["remote_debug_off_by"] = remote_debug_off_by(argv, env)
+    info["remote_debug"] = info["remote_debug_off_by"] is None
     info["tmpdir"] = None
     for item in env:
         if item.startswith(b"TMPDIR="):
@@ -229,16 +272,27 @@ def proc_info(pid, uptime, probe=True):
     return info
 
 
+ARGV_MAX = 64 << 10  # per process: a hostile argv or environment costs us at most this
+PROCS_MAX = 4096
+
+
 _passwd = {}
 
 
 def _user_name(pid, uid):
-    """The target's own name for its uid (its /etc/passwd, not ours)."""
+    """The target's own name for its uid (its /etc/passwd, not ours; never through a link)."""
     try:
         key = os.stat(PROC + "/%d/root/" % pid).st_ino
         if key not in _passwd:
             _passwd[key] = {}
-            for line in _read(PROC + "/%d/root/etc/passwd" % pid).splitlines():
+            rfd = open_root(pid)
+            try:
+                fd = open_in(rfd, "/etc/passwd")
+            finally:
+                os.close(rfd)
+            with os.fdopen(fd, "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+            for line in text.splitlines():
                 f = line.split(":")
                 if len(f) > 2 and f[2].isdigit():
                     _passwd[key].setdefault(int(f[2]), f[0])
@@ -247,7 +301,7 @@ def _user_name(pid, uid):
         return None
 
 
-def scan(probe=True):
+def scan(probe=None):
     uptime = float(_read(PROC + "/uptime").split()[0])
     me = os.getpid()
     out = []
@@ -255,17 +309,155 @@ def scan(probe=True):
         if not name.isdigit() or int(name) == me:
             continue
         try:
-            info = proc_info(int(name), uptime, probe)
+            info = proc_info(int(name), uptime)
         except (OSError, IndexError, ValueError):
             continue  # exited while we looked
         if info is not None and not _is_ours(info):
             out.append(info)
+            if len(out) >= PROCS_MAX:
+                break
     out.sort(key=lambda p: p["pid"])
+    if TRUST["mode"] != "target":
+        for info in out:
+            if info.get("python") and not info.get("inject_blocker") and info["readable"] \
+                    and info.get("runtime_path"):
+                try:
+                    helper_for(info)
+                except Fail as e:
+                    info["inject_blocker"] = e.message
     return out
 
 
 def _is_ours(info):
     return any(a.startswith("kubectl-wand-") for a in info["argv"])
+
+
+# ---------------------------------------------------------------- which interpreter injects
+
+_own = {}
+
+
+def own_python():
+    """This interpreter: (version text, free-threaded, has remote_exec)."""
+    if not _own:
+        _own["v"] = (version_text(sys.hexversion), "t" in getattr(sys, "abiflags", ""),
+                     hasattr(sys, "remote_exec"))
+    return _own["v"]
+
+
+def _candidates(info):
+    ver = info["python"].split(".")
+    names = ["python%s.%s%s" % (ver[0], ver[1], "t" if info["free_threaded"] else ""),
+             "python%s" % ver[0], "python"]
+    seen, out = set(), []
+    exe = info.get("exe") or ""
+    first = [p for p in (info.get("runtime_path"), exe) if p and not p.endswith(" (deleted)")]
+    dirs = [os.path.dirname(p) for p in first]
+    dirs += os.environ.get("PATH", "").split(":") + ["/usr/local/bin", "/usr/bin", "/bin"]
+    for path in first + [d + "/" + n for d in dirs if d.startswith("/") for n in names]:
+        if path not in seen:
+            seen.add(path)
+            out.append(path)
+    return out
+
+
+_helper_cache = {}
+
+
+def helper_for(info):
+    """The interpreter of our own filesystem that injects into this process: None for this
+    very one, else its path; Fail with the precise remedy when there is none. Never runs a
+    candidate: reads its ELF headers. On this host (trust "host") a candidate must also be
+    one only root can change (trusted_tree)."""
+    want, ft = info["python"], info["free_threaded"]
+    key = (want, ft, info.get("runtime_path"), info.get("exe"))
+    if key in _helper_cache:
+        result = _helper_cache[key]
+        if isinstance(result, Fail):
+            raise result
+        return result
+    try:
+        result = _choose_helper(info, want, ft)
+    except Fail as e:
+        _helper_cache[key] = e
+        raise
+    _helper_cache[key] = result
+    runtime_visible(info)
+    return result
+
+
+def _choose_helper(info, want, ft):
+    mine, my_ft, has_rx = own_python()
+    if has_rx and my_ft == ft and compatible(mine, want):
+        return None
+    tried, untrusted = [], []
+    for path in _candidates(info):
+        facts = read_facts(path)
+        if not facts:
+            continue
+        if facts["runtime"]:
+            ver, cft = version_text(facts["runtime"][0]), facts["runtime"][1]
+        else:  # a shared build: the exe names its libpython
+            m = next((LIBPY_NAME.match(n) for n in facts["needed"] if LIBPY_NAME.match(n)), None)
+            if not m:
+                continue
+            ver, cft = "%s.%s.0" % (m.group(1), m.group(2)), m.group(3) == "t"
+        if cft != ft or not compatible(ver, want) or tuple(map(int, ver.split(".")[:2])) < (3, 14):
+            tried.append("%s is %s%s" % (path, ver, " free-threaded" if cft else ""))
+            continue
+        if TRUST["mode"] == "host":
+            why = trusted_tree(path)
+            if why:
+                untrusted.append("%s (%s)" % (path, why))
+                continue
+        return path
+    flavour = " (free-threaded)" if ft else ""
+    if untrusted:
+        raise Fail("untrusted-python", "the only Python %s%s here that could inject is one "
+                   "another user can change: %s; kubectl-wand never runs it with your "
+                   "privileges" % (want, flavour, "; ".join(untrusted)),
+                   "run kubectl-wand as that process's own user, or install a Python %s "
+                   "that only root can change and run kubectl-wand with it" % want[:4])
+    where = "this host" if TRUST["mode"] == "host" else "the helper's image"
+    raise Fail("no-matching-python", "no Python %s%s in %s can inject into process %d (the "
+               "helper's own is %s%s)" % (want, flavour, where, info["pid"], mine,
+                                          ("; also found: " + ", ".join(tried[:4])) if tried
+                                          else ""),
+               "pass --image with an image that has Python %s%s (the helper runs its own "
+               "interpreter, never the target's)" % (".".join(want.split(".")[:2]), flavour))
+
+
+def runtime_visible(info):
+    """CPython's remote_exec (and the memory reader) open the target's runtime file by its
+    mapped path *in our filesystem*, to find where the runtime sits. Make sure that path shows
+    the same build: in a helper container of another image, link it to the target's file (read
+    only, never run); a different build there is refused, since the offsets would be wrong."""
+    path, pid = info["runtime_path"], info["pid"]
+    mine = read_facts(path)
+    if mine is not None:
+        same = (mine["runtime"] and version_text(mine["runtime"][0]) == info["python"]
+                and mine["layout"] == info.get("runtime_layout")
+                and mine["build_id"] == info.get("build_id"))
+        if same:
+            return
+        raise Fail("interpreter-mismatch", "the target's interpreter %s is another build than "
+                   "the file at that path in %s" % (
+                       path, "this host" if TRUST["mode"] == "host" else "the helper"),
+                   "the running process's binary was changed after its image was built, or "
+                   "--image names an image with another build at that path: pass --image with "
+                   "the app's own image")
+    if TRUST["mode"] != "image" or os.path.lexists(path):
+        raise Fail("interpreter-unreachable", "the target's interpreter %s cannot be read "
+                   "here" % path, "pass --image with the app's own image")
+    source = (PROC + "/%d/exe" % pid) if path == info.get("exe") else \
+        (PROC + "/%d/root%s" % (pid, path))
+    try:
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+        os.symlink(source, path)  # our own container's filesystem, not the target's
+    except OSError as e:
+        raise Fail("interpreter-unreachable", "cannot make the target's interpreter %s "
+                   "readable in the helper: %s" % (path, e.strerror),
+                   "pass --image with the app's own image")
 
 
 # ---------------------------------------------------------------- checks (stage 1)
@@ -280,9 +472,30 @@ def check_target(info, procs):
                    "the helper needs CAP_SYS_PTRACE, or the same user as the target with "
                    "ptrace allowed (kernel.yama.ptrace_scope=0)")
     if info["python"] is None:
-        raise Fail("not-python", "process %d (%s) is not a Python process" % (pid, info["name"]),
+        raise Fail("not-python", "process %d (%s) is not a Python process (%s)"
+                   % (pid, info["name"], info.get("not_python") or "?"),
                    "`kubectl wand ps` lists the Python processes")
+    if info.get("inject_blocker"):
+        raise Fail("not-injectable", "process %d cannot be reached: %s"
+                   % (pid, info["inject_blocker"]), None)
+    if TRUST["mode"] == "host" and not same_root(pid):
+        raise Fail("container-process", "process %d runs in a container (another root "
+                   "filesystem)%s: its interpreter and libraries belong to that container, "
+                   "whose processes can change them, so kubectl-wand never runs them with "
+                   "this host's privileges" % (pid, _container_of(pid)),
+                   "target the container instead, e.g. `kubectl wand exec docker/NAME` (its "
+                   "helper runs a pristine copy of the image), or its Kubernetes pod")
     return pid
+
+
+def _container_of(pid):
+    """' (docker container 0123456789ab)' when its cgroup names one, else ''."""
+    try:
+        m = re.search(r"(?:docker[-/]|libpod-)([0-9a-f]{12})[0-9a-f]{52}",
+                      _read(PROC + "/%d/cgroup" % pid))
+    except OSError:
+        m = None
+    return " (docker container %s)" % m.group(1) if m else ""
 
 
 def environment_checks(procs):
@@ -313,22 +526,24 @@ def staging_bases(info):
     return [info.get("tmpdir"), "/tmp", "/var/tmp", "/dev/shm"]
 
 
-def candidate_bases(bases, uid, gid, tried, root=""):
-    """(base, path) for each base that is a real directory the target's user can enter;
-    why the others are not goes into ``tried``. ``root`` reads another root from outside."""
+def candidate_bases(bases, uid, gid, tried, root_fd=None):
+    """(base, fd) for each base that is a real directory the target's user can enter, walked
+    below the target's root without following any symlink; why the others are not goes into
+    ``tried``. The caller closes each fd."""
     for base in bases:
         if not base or not SAFE_PATH.match(base) or ".." in base.split("/"):
             continue
-        path = root + base
         try:
-            st = os.lstat(path)
+            fd = _walk_dir(base, root_fd)
         except OSError as e:
-            tried.append("%s (%s)" % (base, e.strerror))
+            tried.append("%s (%s)" % (base, "a symlink on the way: not followed"
+                                      if e.errno in (errno.ELOOP, errno.ENOTDIR) else e.strerror))
             continue
-        if not stat.S_ISDIR(st.st_mode) or not _searchable_by(st, uid, gid):
+        if not _searchable_by(os.fstat(fd), uid, gid):
+            os.close(fd)
             tried.append("%s (not a usable directory)" % base)
             continue
-        yield base, path
+        yield base, fd
 
 
 def staging_check(info):
@@ -336,27 +551,35 @@ def staging_check(info):
     pid, uid, gid = info["pid"], info["uid"], info["gid"]
     if not info.get("readable", True):
         return {"ok": None, "dir": None, "tried": ["cannot see the target's filesystem"]}
-    root = "" if same_root(pid) else PROC + "/%d/root" % pid
     tried = []
-    for base, path in candidate_bases(staging_bases(info), uid, gid, tried, root):
-        try:
-            if os.statvfs(path).f_flag & getattr(os, "ST_RDONLY", 1):
-                tried.append("%s (read-only file system)" % base)
-                continue
-        except OSError:
-            pass
-        if os.getuid() == 0:
-            probe = path.rstrip("/") + "/.kubectl-wand-check-" + secrets.token_hex(4)
+    try:
+        root = open_root(pid)
+    except OSError as e:
+        return {"ok": None, "dir": None, "tried": ["cannot see the target's filesystem (%s)"
+                                                   % e.strerror]}
+    try:
+        for base, fd in candidate_bases(staging_bases(info), uid, gid, tried, root):
             try:
-                os.mkdir(probe, 0o700)
-                os.rmdir(probe)
-            except OSError as e:
-                tried.append("%s (%s)" % (base, e.strerror))
-                continue
-        elif os.getuid() == uid and not os.access(path, os.W_OK | os.X_OK):
-            tried.append("%s (not writable)" % base)
-            continue
-        return {"ok": True, "dir": base, "tried": tried}
+                if os.fstatvfs(fd).f_flag & getattr(os, "ST_RDONLY", 1):
+                    tried.append("%s (read-only file system)" % base)
+                    continue
+                if os.getuid() == 0:
+                    probe = ".kubectl-wand-check-" + secrets.token_hex(4)
+                    try:
+                        os.mkdir(probe, 0o700, dir_fd=fd)
+                        os.rmdir(probe, dir_fd=fd)
+                    except OSError as e:
+                        tried.append("%s (%s)" % (base, e.strerror))
+                        continue
+                elif os.getuid() == uid and not os.access("/proc/self/fd/%d" % fd,
+                                                          os.W_OK | os.X_OK):
+                    tried.append("%s (not writable)" % base)
+                    continue
+                return {"ok": True, "dir": base, "tried": tried}
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root)
     return {"ok": False, "dir": None, "tried": tried}
 
 
@@ -381,18 +604,21 @@ def make_stage_dir(bases, uid, gid):
     import fcntl
 
     tried = []
-    for base, _ in candidate_bases(bases, uid, gid, tried):
-        bfd = _open_dir(base)
-        if bfd is not None:
-            collect_stale(base, bfd=bfd)
-            fcntl.flock(bfd, fcntl.LOCK_SH)  # a stage being made: no collector sweeps now
+    for base, bfd in candidate_bases(bases, uid, gid, tried, ROOT["fd"]):
+        collect_stale(base, bfd=bfd)
+        # a stage being made: no collector sweeps now. Shared, and with a deadline: the
+        # target's user may hold a lock on its own /tmp forever.
+        if not _try_lock(bfd, 2.0, fcntl.LOCK_SH):
+            os.close(bfd)
+            tried.append("%s (locked by another process)" % base)
+            continue
         name = ".kubectl-wand-" + secrets.token_hex(8)
         path = base.rstrip("/") + "/" + name
         try:
-            os.mkdir(path, 0o700)
+            os.mkdir(name, 0o700, dir_fd=bfd)
             # Locked for our whole life (the fd stays open until we exit): a directory that
             # nobody holds is an orphan, whose injector was killed (collect_stale).
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=bfd)
             _HELD.append(fd)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.getuid() == 0 and uid != 0:
@@ -403,8 +629,7 @@ def make_stage_dir(bases, uid, gid):
             tried.append("%s (%s)" % (base, e.strerror))
             continue
         finally:
-            if bfd is not None:
-                os.close(bfd)  # and its shared lock
+            os.close(bfd)  # and its shared lock
         return path
     raise Fail("no-staging", "no writable directory for staging files in the target: "
                + ", ".join(tried),
@@ -418,7 +643,12 @@ class Stage:
 
     def __init__(self, path, uid, gid):
         self.path, self.uid, self.gid = path, uid, gid
-        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            self.fd = _walk_dir(path)
+        except OSError as e:
+            raise Fail("staging", "the staging directory %s is not usable: %s"
+                       % (path, e.strerror), "someone in the target replaced it; nothing was "
+                       "injected")
         if os.fstat(self.fd).st_uid != os.getuid():
             os.close(self.fd)
             raise Fail("staging", "the staging directory %s was replaced under us" % path,
@@ -490,9 +720,14 @@ class Stage:
                         os.unlink(name, dir_fd=self.fd)
                 except OSError:
                     pass
-            st = os.lstat(self.path)
-            if os.path.samestat(st, os.fstat(self.fd)):  # still ours at that path
-                os.rmdir(self.path)
+            parent = _walk_dir(os.path.dirname(self.path))
+            try:
+                name = os.path.basename(self.path)
+                st = os.lstat(name, dir_fd=parent)
+                if os.path.samestat(st, os.fstat(self.fd)):  # still ours at that path
+                    os.rmdir(name, dir_fd=parent)
+            finally:
+                os.close(parent)
         except OSError:
             pass
         try:
@@ -505,9 +740,25 @@ STAGE_NAME = re.compile(r"^\.kubectl-wand-[0-9a-f]{16}$")
 _HELD = []  # fds of the staging directories we made, locked until we exit
 
 
+ROOT = {"fd": None}  # stage 2: the target's root directory; paths of the target live below it
+
+
+def _walk_dir(path, root_fd=None):
+    """A directory of the target by its own path, walked from its root (ours when None and
+    no target root is set) with no symlink followed anywhere on the way."""
+    root = root_fd if root_fd is not None else ROOT["fd"]
+    if root is None:
+        root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return open_in(root, path, dir_only=True)
+        finally:
+            os.close(root)
+    return open_in(root, path, dir_only=True)
+
+
 def _open_dir(path):
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        return _walk_dir(path)
     except OSError:
         return None
 
@@ -562,13 +813,13 @@ def collect_stale(base, only=None, ignore_keep=False, bfd=None):
     return removed
 
 
-def _try_lock(fd, wait):
+def _try_lock(fd, wait, kind=None):
     import fcntl
 
     deadline = time.monotonic() + wait
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_EX if kind is None else kind) | fcntl.LOCK_NB)
             return True
         except OSError:
             if time.monotonic() >= deadline:
@@ -850,7 +1101,11 @@ def fast_bases(bases, pid):
         with open(PROC + "/%d/mountinfo" % pid) as f:
             tmpfs = any(line.split(" - ", 1)[1].startswith("tmpfs ")
                         and line.split()[4] == SHM for line in f if " - " in line)
-        st = os.statvfs(SHM)
+        fd = _walk_dir(SHM)
+        try:
+            st = os.fstatvfs(fd)
+        finally:
+            os.close(fd)
         room = st.f_bavail * st.f_frsize
     except (OSError, IndexError):
         return bases
@@ -879,22 +1134,64 @@ def lock(pid, start, timeout):
     """Serialise injections per process: the interpreter has one pending slot, not a queue.
 
     An abstract unix socket in the (shared) network namespace is the lock: it vanishes with
-    its holder, leaving nothing on disk.
+    its holder, leaving nothing on disk. Its name is predictable, so a process of the target
+    could take it first: a holder that is not one of our injectors is ignored (the lock only
+    orders our own injectors) — never waited for. Returns the socket, or None then.
     """
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     name = ("\0kubectl-wand-lock-%d-%d" % (pid, start)).encode()
     deadline = time.monotonic() + timeout
+    checked = False
     while True:
         try:
             s.bind(name)
             return s
         except OSError as e:
             if e.errno != errno.EADDRINUSE:
+                s.close()
                 raise
+        if not checked:
+            checked = True
+            holder = _abstract_holder(name)
+            if holder is not None and not holder[1]:
+                emit("lock-squatted", pid=holder[0])
+                s.close()
+                return None
         if time.monotonic() > deadline:
+            s.close()
             raise Fail("busy", "another kubectl-wand injection into process %d is in progress"
                        % pid, "retry when it has finished")
         time.sleep(0.02)
+
+
+def _abstract_holder(name):
+    """(pid, is one of our injectors) of the process holding an abstract unix socket, or None
+    when it cannot be told (then we wait, as for one of ours)."""
+    want = "@" + name[1:].decode()
+    inode = None
+    try:
+        with open(PROC + "/net/unix", "rb") as f:
+            for line in f.read(16 << 20).split(b"\n")[1:]:
+                parts = line.split()
+                if len(parts) >= 8 and parts[7].decode("utf-8", "replace") == want:
+                    inode = parts[6].decode()
+                    break
+    except OSError:
+        return None
+    if inode is None:
+        return None
+    link = "socket:[%s]" % inode
+    for d in os.listdir(PROC):
+        if not d.isdigit():
+            continue
+        try:
+            for fd in os.listdir(PROC + "/%s/fd" % d):
+                if os.readlink(PROC + "/%s/fd/%s" % (d, fd)) == link:
+                    argv = _read(PROC + "/%s/cmdline" % d, "rb")[:4096].split(b"\0")
+                    return int(d), any(a.startswith(b"kubectl-wand-") for a in argv)
+        except OSError:
+            continue
+    return None
 
 
 def alive(pid, start):
@@ -1061,6 +1358,11 @@ class Injection:
         assert SAFE_PATH.match(st.path) and re.match(r"^[0-9a-f]+$", self.id)
         script = st.write(self.id + ".py",
                           (STUB % (json.dumps(st.path), json.dumps(self.id))).encode())
+        if not same_root(self.pid):
+            # one string for both sides: CPython checks it in our filesystem, the target opens
+            # it in its own; through /proc/PID/root both reach the same file (shared PID
+            # namespace: the target's /proc/PID is itself)
+            script = PROC + "/%d/root%s" % (self.pid, script)
         t0 = time.monotonic()
         try:
             sys.remote_exec(self.pid, script)
@@ -1144,8 +1446,14 @@ def wait_readable(fd, pid, start):
 
 def stage2(state):
     pid, start, info = state["pid"], state["start"], state["info"]
+    TRUST["mode"] = state.get("trust", TRUST["mode"])
+    try:
+        ROOT["fd"] = open_root(pid)
+    except OSError as e:
+        raise Fail("permission", "cannot see the root filesystem of process %d: %s"
+                   % (pid, e.strerror), "the helper needs CAP_SYS_PTRACE over the target")
     cache = Cache(state.get("cache"))
-    emit("stage2", python=sys.version.split()[0], root=same_root(1), cached=cache.load())
+    emit("stage2", python=sys.version.split()[0], exe=sys.executable, cached=cache.load())
     bases = staging_bases(info)
     stage = None
     agent_source = None
@@ -1255,7 +1563,8 @@ def inject_once(stage, pid, start, params, req):
                        "pending in the interpreter (its files are removed, so it will only log "
                        "one harmless line when it wakes).", where=where)
         emit("ack", ms=round((time.monotonic() - t0) * 1000, 2))
-        held.close()
+        if held:
+            held.close()
         held = None
         last = relay(conn, pid, start, req.get("timeout"))
         conn.close()
@@ -1274,11 +1583,14 @@ def hold_helper():
     try:
         import fcntl
 
-        # never through a symlink: on this host's /tmp (pid/N) anyone could plant one
+        # never through a symlink: on this host's /tmp (pid/N) anyone could plant one; and
+        # never blocking: anyone who can open it could hold an exclusive lock forever
         fd = os.open(HELPER_LOCK, os.O_RDWR | os.O_NOFOLLOW)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        os.utime(fd)
-        os.set_inheritable(fd, True)  # held through the exec into stage 2
+        if _try_lock(fd, 1.0, fcntl.LOCK_SH):
+            os.utime(fd)
+            os.set_inheritable(fd, True)  # held through an exec into stage 2
+        else:
+            os.close(fd)
     except OSError:
         pass
 
@@ -1286,9 +1598,13 @@ def hold_helper():
 def stage1():
     hold_helper()
     req = read_json()
-    procs = scan(probe=req.get("probe", True))
+    # What our own filesystem is: "image" (a helper container: the image's pristine files),
+    # "host" (this host: only what root alone can change may run), "target" (a lister run
+    # as the app's own user in its container: lists only, its output is data)
+    TRUST["mode"] = req.get("trust") if req.get("trust") in ("image", "host") else "target"
+    procs = scan()
     emit("procs", procs=procs, helper_python=sys.version.split()[0], uid=os.getuid(),
-         protocol=PROTOCOL)
+         helper_exe=sys.executable, protocol=PROTOCOL)
     if req.get("op") == "ps":
         return
     if req.get("op") == "check":
@@ -1298,6 +1614,9 @@ def stage1():
         choice = read_json()
     except EOFError:
         return
+    if TRUST["mode"] == "target":
+        raise Fail("lister-only", "this injector runs as the target's own user and only lists",
+                   None)
     if isinstance(choice.get("pids"), list):
         return enter_many(choice, procs)
     pid = choice.get("pid")
@@ -1307,80 +1626,75 @@ def stage1():
 
 
 def target_state(pid, procs):
-    """Check the chosen process: its stage 2 state and its interpreter's path."""
+    """Check the chosen process: its stage 2 state, and the interpreter of our own that will
+    inject (None: this one)."""
     info = next((p for p in procs if p["pid"] == pid), None)
     if info is None:
         try:
-            uptime = float(_read("/proc/uptime").split()[0])
+            uptime = float(_read(PROC + "/uptime").split()[0])
             info = proc_info(pid, uptime)
         except OSError:
             info = None
         if info is None:
-            if not os.path.exists("/proc/%d" % pid):
+            if not os.path.exists(PROC + "/%d" % pid):
                 raise Fail("no-such-process", "no process %d in the target" % pid,
                            "`kubectl wand ps` lists the processes")
-            raise Fail("not-python", "process %d is not a Python process" % pid,
-                       "`kubectl wand ps` lists the Python processes")
     check_target(info, procs)
-    return {"pid": pid, "start": info["start_ticks"], "info": info}, \
-        info["exe"].replace(" (deleted)", "")
+    python = helper_for(info)
+    return {"pid": pid, "start": info["start_ticks"], "info": info,
+            "trust": TRUST["mode"]}, python
 
 
 def enter(pid, choice, procs):
-    """Check the chosen process, then become stage 2 in its PID namespace and root."""
-    state, exe = target_state(pid, procs)
-    cache = open_cache(choice)  # the helper's own directory: before entering the target's root
+    """Check the chosen process, then run stage 2: in this very interpreter when it can
+    inject, else in another interpreter of our own filesystem (never the target's)."""
+    state, python = target_state(pid, procs)
+    cache = open_cache(choice)  # the helper's own directory
     if cache:
         state["cache"] = cache
-    state["pid"] = enter_pid_namespace(pid)
-    become_stage2(pid, exe, state)
+    if python is None:
+        need_remote_exec()
+        return stage2(state)
+    exec_stage2(python, state)
 
 
-def become_stage2(pid, exe, state):
-    """chroot into the target's root and exec its interpreter on the same stdin/stdout."""
-    try:
-        enter_root(pid)
-    except PermissionError:
-        raise Fail("permission", "cannot enter the root filesystem of process %d" % pid,
-                   "the helper needs CAP_SYS_CHROOT and CAP_SYS_PTRACE (run as root), or run "
-                   "as the target's user on the same filesystem")
-    if not os.path.exists(exe):
-        raise Fail("no-exe", "the target's interpreter %s is not reachable" % exe)
+def exec_stage2(python, state):
+    """Become ``python`` (a file of our own filesystem, checked by helper_for) on the same
+    stdin/stdout, running stage 2 with ``state``."""
     if CODE_CACHE:
         os.set_inheritable(CODE_CACHE["fd"], True)
         state["code"] = CODE_CACHE
-    os.execv(exe, [exe, "-I", "-S", "-c", "import os,sys\n" + LOADER + STAGE2,
-                   "kubectl-wand-stage2", json.dumps(state), SRC])
+    if state.get("cache"):
+        os.set_inheritable(state["cache"]["fd"], True)
+    os.execv(python, [python, "-I", "-S", "-c", "import os,sys\n" + LOADER + STAGE2,
+                      "kubectl-wand-stage2", json.dumps(state), SRC])
 
 
 def enter_many(choice, procs):
-    """Stage 1 of a fan-out. Processes that run one interpreter binary in our PID namespace
-    and one root (a server's workers) share one stage 2, which forks a child per process:
-    a fork costs ~1 ms where starting an interpreter costs ~20 ms of CPU. Others get a child
-    of ours each, which becomes its own stage 2."""
+    """Stage 1 of a fan-out. Processes that one interpreter of ours can inject into (a
+    server's workers) share one stage 2, which forks a child per process: a fork costs ~1 ms
+    where starting an interpreter costs ~20 ms of CPU. Others get a child of ours each."""
     pids = [p for p in choice["pids"] if isinstance(p, int)]
-    states, exes, roots = [], set(), set()
+    states, pythons = [], set()
     for pid in pids:
         try:
-            state, exe = target_state(pid, procs)
-            st = os.stat(PROC + "/%d/root/" % pid)
-            exes.add(exe)
-            roots.add((st.st_dev, st.st_ino))
-            if enter_pid_namespace_needed(pid):
-                exes.add(None)
+            state, python = target_state(pid, procs)
+            pythons.add(python)
         except Fail as e:
             state = {"pid": pid, "error": [e.code, e.message, e.hint, e.extra]}
         except OSError as e:
             state = {"pid": pid, "error": ["no-such-process", "process %d: %s" % (pid, e),
                                            None, {}]}
         states.append(state)
-    ok = [st for st in states if "error" not in st]
-    if ok and len(exes) == 1 and None not in exes and len(roots) == 1:
-        state = {"fan": states}
+    if any("error" not in st for st in states) and len(pythons) == 1:
+        state = {"fan": states, "trust": TRUST["mode"]}
         cache = open_cache(choice)
         if cache:
             state["cache"] = cache
-        become_stage2(ok[0]["pid"], exes.pop(), state)
+        python = pythons.pop()
+        if python is None:
+            return stage2_many(state)
+        exec_stage2(python, state)
     fan_out(dict((pid, (lambda pid=pid: enter(pid, choice, procs))) for pid in pids))
 
 
@@ -1478,45 +1792,6 @@ def fan_out(units):
         os.close(c[1])
     for t in threads:
         t.join()
-
-
-def enter_pid_namespace_needed(pid):
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino != os.stat("/proc/%d/ns/pid" % pid).st_ino
-    except OSError:
-        return False
-
-
-def enter_pid_namespace(pid):
-    """From the host into a container's PID namespace: returns the target's PID there.
-
-    After the chroot, /proc is the target's own procfs, so PIDs must be the ones of its
-    namespace, for us too: setns() + fork() puts a child there (the parent only waits).
-    """
-    try:
-        if os.stat("/proc/self/ns/pid").st_ino == os.stat("/proc/%d/ns/pid" % pid).st_ino:
-            return pid
-        nspid = _status(pid).get("NSpid", "").split()
-    except OSError:
-        return pid
-    if len(nspid) < 2:
-        return pid
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open("/proc/%d/ns/pid" % pid, os.O_RDONLY)
-    if libc.setns(fd, 0x20000000) != 0:  # CLONE_NEWPID
-        raise Fail("permission", "cannot enter the PID namespace of process %d: %s"
-                   % (pid, os.strerror(ctypes.get_errno())),
-                   "run as root (CAP_SYS_ADMIN) to inject into a containerised process by "
-                   "host PID, or use its docker/ or Kubernetes target form")
-    os.close(fd)
-    child = os.fork()
-    if child:
-        _, status = os.waitpid(child, 0)
-        os._exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode")
-                 else status >> 8)
-    return int(nspid[-1])
 
 
 def classify(e):
