@@ -110,6 +110,9 @@ class DockerBackend(Backend):
                         code="helper-image")
 
     def recover(self, box: Box, stderr: str) -> bool:
+        box.extra["recoveries"] = box.extra.get("recoveries", 0) + 1
+        if box.extra["recoveries"] > 2:
+            return False
         if "No such container" in stderr or "is not running" in stderr or \
                 "no such container" in stderr:
             if not self.start_helper(box):

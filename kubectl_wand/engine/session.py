@@ -198,7 +198,7 @@ class Session:
         self.stage2: dict = {}  # stage 2's first event: exact version, cached debugpy…
 
     def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
-        for attempt in (1, 2):
+        for attempt in range(1, 9):
             self.chan = Channel(self.backend.injector_argv(self.box))
             # a helper's own cache directory keeps the injector compiled (payload.LOADER)
             where = self.backend.cache_dir(self.box)
@@ -211,7 +211,7 @@ class Session:
                 break
             raise_for(ev)
             err = self.chan.stderr_text()
-            if attempt == 1 and self.backend.recover(self.box, err):
+            if attempt < 8 and self.backend.recover(self.box, err):
                 continue
             raise self.backend.explain_failure(self.box, err)
         self.meta = ev

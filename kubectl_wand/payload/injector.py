@@ -319,12 +319,17 @@ def scan(probe=None):
     out.sort(key=lambda p: p["pid"])
     if TRUST["mode"] != "target":
         for info in out:
-            if info.get("python") and not info.get("inject_blocker") and info["readable"] \
-                    and info.get("runtime_path"):
-                try:
+            if not info.get("python") or info.get("inject_blocker") or not info["readable"] \
+                    or not info.get("runtime_path"):
+                continue
+            try:
+                if TRUST["mode"] == "host" and not same_root(info["pid"]):
+                    info["inject_blocker"] = "runs in a container%s: use its container's " \
+                        "form (docker/NAME, a pod)" % _container_of(info["pid"])
+                else:
                     helper_for(info)
-                except Fail as e:
-                    info["inject_blocker"] = e.message
+            except Fail as e:
+                info["helper_blocker"] = e.message
     return out
 
 
@@ -419,8 +424,8 @@ def _choose_helper(info, want, ft):
                    "run kubectl-wand as that process's own user, or install a Python %s "
                    "that only root can change and run kubectl-wand with it" % want[:4])
     where = "this host" if TRUST["mode"] == "host" else "the helper's image"
-    raise Fail("no-matching-python", "no Python %s%s in %s can inject into process %d (the "
-               "helper's own is %s%s)" % (want, flavour, where, info["pid"], mine,
+    raise Fail("no-matching-python", "no Python %s%s in %s can inject into it (the "
+               "helper's own is %s%s)" % (want, flavour, where, mine,
                                           ("; also found: " + ", ".join(tried[:4])) if tried
                                           else ""),
                "pass --image with an image that has Python %s%s (the helper runs its own "
@@ -1639,6 +1644,9 @@ def target_state(pid, procs):
             if not os.path.exists(PROC + "/%d" % pid):
                 raise Fail("no-such-process", "no process %d in the target" % pid,
                            "`kubectl wand ps` lists the processes")
+    if info is None:
+        raise Fail("not-python", "process %d is not a Python process" % pid,
+                   "`kubectl wand ps` lists the Python processes")
     check_target(info, procs)
     python = helper_for(info)
     return {"pid": pid, "start": info["start_ticks"], "info": info,
