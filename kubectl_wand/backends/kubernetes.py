@@ -399,7 +399,7 @@ class KubernetesBackend(Backend):
             "-q"]
         custom = None
         if self.client_version() >= (1, 31):
-            # root in the helper only: chroot into the target's filesystem needs it
+            # root in the helper only: staging files for the target's user needs it
             custom = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             json.dump({"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}, custom)
             custom.close()

@@ -41,7 +41,7 @@ class Group:
         def keeper():
             try:
                 s = Session(backend, box, timeout=60)
-                s.open("inject", probe=True)
+                s.open("inject")
             except BaseException as e:
                 started.put(e)
                 return

@@ -85,7 +85,7 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
         pid = box.extra.get("pid")  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
-    procs = s.open("inject", probe="auto")  # the exact version comes from stage 2
+    procs = s.open("inject")
     if reached is not None:
         reached.set()
     try:
@@ -93,9 +93,10 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
         if choice.proc.blocker_for(remote_exec):
             from kubectl_wand.engine.procs import hint_for
 
-            raise WandError(f"cannot attach to PID {choice.proc.pid}: "
+            verb = "attach to" if remote_exec else "read"
+            raise WandError(f"cannot {verb} PID {choice.proc.pid}: "
                             f"{choice.proc.blocker_for(remote_exec)}",
-                            hint_for(choice.proc), code="not-attachable")
+                            hint_for(choice.proc, remote_exec), code="not-attachable")
         s.signal = nudge_signal(choice.proc, signal)
         where = backend.cache_dir(box) if debugpy else None
         s.select(choice.proc.pid, **({"cache": where, "cache_key": bundle.archive_key()}

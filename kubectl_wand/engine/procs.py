@@ -172,7 +172,7 @@ def choose(procs: List[Proc], pid: Optional[int] = None, remote_exec: bool = Tru
     if not ok:
         reasons = "; ".join(f"PID {p.pid}: {p.blocker_for(remote_exec)}" for p in pythons)
         raise WandError(f"no attachable Python process in the target ({reasons})",
-                        hint_for(pythons[0]), code="not-attachable")
+                        hint_for(pythons[0], remote_exec), code="not-attachable")
     workers = [p for p in ok if p.role == "worker"]
     mains = [p for p in ok if p.role == "main"]
     if workers:
@@ -193,9 +193,12 @@ def choose(procs: List[Proc], pid: Optional[int] = None, remote_exec: bool = Tru
     return Choice(None, "several Python processes", mains)
 
 
-def hint_for(p: Proc) -> Optional[str]:
-    b = p.blocker or ""
+def hint_for(p: Proc, remote_exec: bool = True) -> Optional[str]:
+    b = p.blocker_for(remote_exec) or ""
     if b.startswith("Python"):
+        if not remote_exec:
+            return ("stacks are read from memory with CPython 3.14's reader, which understands "
+                    "only 3.14 processes; upgrade the app's interpreter")
         return ("sys.remote_exec needs CPython 3.14 or newer in the target; "
                 "upgrade the app's interpreter to attach")
     if b.startswith("remote debugging disabled"):

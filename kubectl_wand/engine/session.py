@@ -197,7 +197,7 @@ class Session:
         self.signal: Optional[str] = None  # sent if the main thread does not pick up at once
         self.stage2: dict = {}  # stage 2's first event: exact version, cached debugpy…
 
-    def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
+    def open(self, op: str = "inject") -> List[Proc]:
         for attempt in range(1, 9):
             self.chan = Channel(self.backend.injector_argv(self.box))
             # a helper's own cache directory keeps the injector compiled (payload.LOADER)

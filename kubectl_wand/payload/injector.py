@@ -1,9 +1,12 @@
 """kubectl-wand injector: stdlib only, Python >= 3.8 for stage 1.
 
-Stage 1 runs in any helper Python that shares the target's PID namespace: it lists processes
-and checks the chosen one. Stage 2 is the target's *own* interpreter, exec'd inside a chroot to
-the target's root, so ``sys.remote_exec`` always reads the exact binary of the target. It stages
-files privately, injects, waits for the agent's connect-back and relays its events.
+Stage 1 runs in the helper's own Python, beside the target (its PID namespace): it lists
+processes and checks the chosen one, reading binaries and /proc, never running anything of the
+target. Stage 2 is this same interpreter when it can inject into the target (the usual case: a
+helper of the app's image), else another interpreter of the helper's own filesystem of the
+target's version; it never chroots, stages files below the target's root through directory fds
+(no symlink followed), injects with ``sys.remote_exec``, waits for the agent's connect-back and
+relays its events. payload/binaries.py is shipped in front of this file.
 
 Protocol: the CLI writes frames ``<length>\\n<bytes>`` on stdin; this writes one JSON object per
 line on stdout. Any failure is an ``error`` event with a code, a message and a hint.
@@ -211,7 +214,7 @@ def _venv_version(pid, exe):
     return m.group(1) if m else None
 
 
-def proc_info(pid, uptime, probe=None):
+def proc_info(pid, uptime):
     base = PROC + "/%d" % pid
     st = _status(pid)
     raw = _read(base + "/cmdline", "rb")[:ARGV_MAX]
@@ -301,7 +304,7 @@ def _user_name(pid, uid):
         return None
 
 
-def scan(probe=None):
+def scan():
     uptime = float(_read(PROC + "/uptime").split()[0])
     me = os.getpid()
     out = []
@@ -860,8 +863,8 @@ def release_kept(lib, own):
 
 # ---------------------------------------------------------------- debugpy, compiled and cached
 
-# The helper's own cache (never the target's filesystem): stage 1 opens it before the chroot and
-# stage 2 inherits the fd. It holds, per debugpy archive and interpreter, a tar of the debugpy
+# The helper's own cache (never the target's filesystem): stage 1 opens it and stage 2 gets the
+# fd (inherited across an exec). It holds, per debugpy archive and interpreter, a tar of the debugpy
 # tree with .pyc compiled by that interpreter (unchecked-hash pycs: mtimes never matter), so a
 # later attach neither ships the archive again nor imports from source. Kept uncompressed:
 # inflating its ~7 MB would cost each attach ~20 ms for a few MB of the helper's disk.

@@ -59,7 +59,7 @@ def fake(tmp_path, monkeypatch):
 
 
 def info(pid):
-    return injector.proc_info(pid, UPTIME, probe=False)
+    return injector.proc_info(pid, UPTIME)
 
 
 def test_import_does_not_run_main():
@@ -95,7 +95,7 @@ def test_python_314_process(fake):
 ])
 def test_cpu_percent(fake, utime, stime, start, uptime, pct):
     fake(11, ["python3.14", "x.py"], utime=utime, stime=stime, start=start)
-    assert injector.proc_info(11, uptime, probe=False)["cpu_percent"] == pct
+    assert injector.proc_info(11, uptime)["cpu_percent"] == pct
 
 
 def test_cpu_percent_uses_kernel_clock(fake):
@@ -264,7 +264,7 @@ def test_scan(fake, monkeypatch):
 
 
 def test_scan_empty(fake):
-    assert injector.scan(probe=False) == []
+    assert injector.scan() == []
 
 
 @pytest.mark.parametrize("name", ["injector", "idle", "forward"])
