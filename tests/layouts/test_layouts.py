@@ -203,3 +203,25 @@ def test_deleted_and_replaced_interpreter_is_reported_not_reopened(target):
     cp = wand("exec", t.target, "-c", "print(1)")
     assert cp.returncode == 1 and "deleted or replaced" in cp.stderr, cp.stderr
     assert marks(t) == ""
+
+
+def test_image_flag_takes_effect_and_is_reported(target):
+    """--image always picks the helper (one helper per target and image), validate names it
+    as the user did, and a helper image without the target's Python says so precisely."""
+    t = target("off-path-user")
+    cp = wand("exec", t.target, "--image", L.BASE, "-c", "import sys; print(sys.executable)")
+    assert cp.returncode == 0 and cp.stdout.strip() == "/opt/py/bin/python3.14", cp.stderr
+    cp = wand("validate", t.target, "--image", L.BASE)
+    assert cp.returncode == 0 and L.BASE in cp.stdout, cp.stdout
+    old = "wand-bed/py313:latest"
+    cp = wand("exec", t.target, "--image", old, "-c", "print(1)")
+    assert cp.returncode == 1, cp.stdout
+    assert "no Python 3.14" in cp.stderr and "--image" in cp.stderr, cp.stderr
+    cp = wand("exec", t.target, "-c", "print(2)")  # the app's own image again: its own helper
+    assert cp.returncode == 0 and cp.stdout == "2\n", cp.stderr
+    helpers = subprocess.run(["docker", "ps", "--filter", "label=kubectl-wand.helper-for=" +
+                              subprocess.run(["docker", "inspect", "-f", "{{.Id}}", t.name],
+                                             capture_output=True, text=True).stdout.strip(),
+                              "--format", "{{.Label \"kubectl-wand.image\"}}"],
+                             capture_output=True, text=True).stdout.split()
+    assert sorted(helpers) == sorted([L.BASE, old, BY_NAME["off-path-user"].image(L.base_id())])
