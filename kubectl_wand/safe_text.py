@@ -29,7 +29,9 @@ def _escape_char(c: str) -> str:
     n = ord(c)
     if 0xDC80 <= n <= 0xDCFF:  # surrogateescape: the byte that could not be decoded
         return "\\x%02x" % (n - 0xDC00)
-    return "\\x%02x" % n if n < 0x100 else "\\u%04x" % n
+    if n < 0x100:
+        return "\\x%02x" % n
+    return "\\u%04x" % n if n <= 0xFFFF else "\\U%08x" % n
 
 
 def _escape(m) -> str:

@@ -33,8 +33,8 @@ MAX_EVENTS = 10000
 class EventQueue:
     """A queue of events bounded in bytes, not in count: put() blocks while full."""
 
-    def __init__(self, limit: int = MAX_QUEUED):
-        self.limit, self.size = limit, 0
+    def __init__(self, limit: Optional[int] = None):
+        self.limit, self.size = limit or MAX_QUEUED, 0
         self.items: "collections.deque" = collections.deque()
         self.cond = threading.Condition()
 
@@ -63,8 +63,8 @@ class EventQueue:
 class TextTail:
     """The last ``limit`` bytes of lines (a flood of stray output keeps only its end)."""
 
-    def __init__(self, limit: int = MAX_STDERR):
-        self.limit, self.size, self.dropped = limit, 0, 0
+    def __init__(self, limit: Optional[int] = None):
+        self.limit, self.size, self.dropped = limit or MAX_STDERR, 0, 0
         self.lines: "collections.deque[str]" = collections.deque()
         self.lock = threading.Lock()
 
