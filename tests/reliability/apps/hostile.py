@@ -2,6 +2,7 @@
 
     python3 /srv/hostile.py [ARGS…]      (ARGS end up in its argv, as the test chooses)
 
+- the root logger's level (WARNING) renamed with escape sequences (`loglevel`);
 - a thread whose OS name, a function whose name and file name, and an asyncio task whose
   name carry terminal escape sequences, all blocked where `stacks` shows them;
 - WAND_HOSTILE_CWD=DIR: makes DIR and runs from it (editor-config injection via the cwd);
@@ -14,6 +15,7 @@ The main thread ticks, so injections are picked up. Prints READY.
 """
 import asyncio
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -57,6 +59,7 @@ class HostileSocket(socket.socket):
 
 
 socket.socket = HostileSocket
+logging.addLevelName(logging.WARNING, "WARN\x1b]0;LVL\x07\x1b[2J")  # root's level name
 
 # a function and a file name with escape sequences, where a thread waits
 src = "def waiter(ev):\n    ev.wait()\n"
