@@ -198,6 +198,11 @@ def test_huge_argv_and_many_processes_are_bounded(app):
     kids = [p for p in procs if p["pid"] != 1]
     assert len(kids) == 40 and all(p.get("argv_cut") == 4096 for p in kids)
     assert all(len("\0".join(p["argv"]).encode()) <= 4096 * 3 for p in kids)
+    # 41 Python processes: which one is meant is asked; the list quotes their argv safely
+    cp = wand("exec", f"docker/{c.name}", "-c", "print('ok')")
+    assert cp.returncode == 2 and "several Python processes could be meant" in cp.stderr
+    assert "\x1b" not in cp.stderr and "\\x1b]0;PWNED\\x07" in cp.stderr, cp.stderr[-500:]
+    assert len(cp.stderr) < 20_000, len(cp.stderr)
     # the legitimate use: the app is still the one picked and worked on
     cp = wand("exec", f"docker/{c.name}", "--pid", "1", "-c", "print('ok')")
     assert cp.returncode == 0 and cp.stdout == "ok\n", cp.stderr
@@ -205,9 +210,9 @@ def test_huge_argv_and_many_processes_are_bounded(app):
 
 def test_editor_config_injection_through_the_cwd_fails(app, tmp_path):
     evil = "/tmp/${command:workbench.action.terminal.new}"
-    # started with -c: the source folder for pathMappings is its cwd
-    c = app("python3", "-c", "exec(open('/srv/hostile.py').read())",
-            env=[f"WAND_HOSTILE_CWD={evil}"], extra=MOUNT)
+    # started with -m: the source folder for pathMappings is its cwd
+    c = app("python3", "-m", "hostile", "\x1b]0;AT\x07",
+            env=[f"WAND_HOSTILE_CWD={evil}", "PYTHONPATH=/srv"], extra=MOUNT)
     launch = tmp_path / "launch.json"
     with Attached(f"docker/{c.name}", "--local-port", "0",
                   f"--write-launch-json={launch}") as a:
@@ -227,3 +232,5 @@ def test_editor_config_injection_through_the_cwd_fails(app, tmp_path):
     assert rc == 0, err
     assert "warning: the target's source folder" in err and "${" in err, err
     assert "not written into the editor config" in err
+    # attach's status lines quote the command line escaped
+    assert "Attaching to" in err and "\\x1b]0;AT\\x07" in err and "\x1b" not in err, err
