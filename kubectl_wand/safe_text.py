@@ -109,9 +109,9 @@ class StreamFilter:
 
     def flush(self) -> str:
         data, self.tail = self.tail, ""
-        return self._render(data, final=True)
+        return self._render(data)
 
-    def _render(self, data: str, final: bool = False) -> str:
+    def _render(self, data: str) -> str:
         out, pos = [], 0
         for m in _SGR.finditer(data):
             out.append(self._plain(data[pos:m.start()]))
