@@ -62,7 +62,8 @@ def cli():
 
 
 def render_error(e: WandError):
-    click.secho(f"error: {safe_lines(e.message)}", fg="red", err=True, color=None if sys.stderr.isatty() and
+    click.secho(f"error: {safe_lines(e.message)}", fg="red", err=True,
+                color=None if sys.stderr.isatty() and
                 not os.environ.get("NO_COLOR") else False)
     if e.hint:
         click.echo(f"hint: {safe_lines(e.hint)}", err=True)

@@ -86,7 +86,8 @@ def command(target, output, all_namespaces, show_all, **opts):
                 prefix = [safe(box.display, 253)] if multi else []
             if err:
                 failed = True
-                rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1) + [safe(f"error: {err.message}", 300)])
+                rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1)
+                            + [safe(f"error: {err.message}", 300)])
                 continue
             shown = [p for p in procs if p.python or show_all]
             if not shown:
