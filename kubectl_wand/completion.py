@@ -411,10 +411,13 @@ def _filtered(cands, directive, cur):
 
 
 def render(cands, directive):
+    from kubectl_wand.safe_text import safe
+
     lines = []
     for value, desc in cands:
-        value = value.replace("\n", " ").replace("\t", " ")
-        lines.append(value + ("\t" + " ".join(desc.split()) if desc else ""))
+        # names and command lines of other processes reach the shell's menu: no controls
+        value = safe(value.replace("\n", " ").replace("\t", " "), 253)
+        lines.append(value + ("\t" + safe(" ".join(desc.split()), 200) if desc else ""))
     lines.append(f":{directive}")
     return "\n".join(lines) + "\n"
 

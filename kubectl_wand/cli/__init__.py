@@ -7,6 +7,7 @@ import click
 
 from kubectl_wand import __version__
 from kubectl_wand.errors import WandError
+from kubectl_wand.safe_text import safe_lines
 
 COMMANDS = {
     "ps": "kubectl_wand.cli.ps",
@@ -61,10 +62,11 @@ def cli():
 
 
 def render_error(e: WandError):
-    click.secho(f"error: {e.message}", fg="red", err=True, color=None if sys.stderr.isatty() and
+    click.secho(f"error: {safe_lines(e.message)}", fg="red", err=True,
+                color=None if sys.stderr.isatty() and
                 not os.environ.get("NO_COLOR") else False)
     if e.hint:
-        click.echo(f"hint: {e.hint}", err=True)
+        click.echo(f"hint: {safe_lines(e.hint)}", err=True)
 
 
 def main():

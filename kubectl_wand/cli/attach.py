@@ -119,7 +119,11 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                else backend.forward(box, ev.get("port") or port, local_port))
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
-        cfg = vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc))
+        cfg, warnings = editors.safe_config(
+            vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc)),
+            fallbacks=[proc.cwd or "/"])
+        for w in warnings:  # the folder comes from the target: never pasted in as it is
+            status(f"warning: {w}")
         written = _write_launch_json(editor["path"], cfg) if editor["path"] else None
         if output == "json":
             click.echo(json.dumps({"event": "ready", "host": "127.0.0.1",

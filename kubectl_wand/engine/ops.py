@@ -11,6 +11,7 @@ from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
 from kubectl_wand.engine.session import CLOSED, Session
 from kubectl_wand.errors import WandError
+from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
@@ -25,7 +26,9 @@ def pick_process(procs: List[Proc], pid: Optional[int],
     if ask is not None:
         p = ask(c.candidates)
         return Choice(p, f"PID {p.pid} as chosen", c.candidates)
-    listing = "\n".join(f"  PID {p.pid}: {p.command[:100]}" for p in c.candidates)
+    listing = "\n".join(f"  PID {p.pid}: {safe(p.command, 100)}" for p in c.candidates[:50])
+    if len(c.candidates) > 50:
+        listing += f"\n  … and {len(c.candidates) - 50} more"
     raise WandError(f"several Python processes could be meant:\n{listing}",
                     "pick one with --pid", code="ambiguous", exit_code=2)
 
@@ -283,9 +286,23 @@ def clean_text(s: str) -> str:
 def run_code(session: Session, source: bytes, filename: str, timeout: Optional[float],
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
              ack_timeout: float = 5.0) -> ExecResult:
+    # --max-output is enforced here too, not only by the agent in the target: a target that
+    # floods output events costs the operator at most max_output characters of output
+    sent = [0, False]
+
     def on_event(ev):
-        if ev.get("event") == "output":
-            on_output(ev.get("stream", "stdout"), clean_text(ev.get("data", "")))
+        if ev.get("event") != "output":
+            return
+        data = ev.get("data", "")
+        if not isinstance(data, str):
+            data = str(data)
+        room = max_output - sent[0]
+        if len(data) > room:
+            data, sent[1] = data[:max(room, 0)], True
+        if data:
+            sent[0] += len(data)
+            stream = ev.get("stream")
+            on_output(stream if stream in ("stdout", "stderr") else "stdout", clean_text(data))
 
     events = session.request("exec", {"filename": filename, "max_output": max_output},
                              blobs=[("code", source)], timeout=timeout, on_event=on_event,
@@ -297,9 +314,12 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
             if res.traceback:
                 res.traceback = clean_text(res.traceback)
             res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            if res.traceback and len(res.traceback) > max_output:
+                res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
             res.phase = ev.get("phase") or "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
+    res.truncated = bool(res.truncated) or sent[1]
     return res
 
 

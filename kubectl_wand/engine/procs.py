@@ -85,6 +85,7 @@ class Proc:
             "cpu_percent": self.cpu_percent, "rss_kb": self.rss_kb, "threads": self.threads,
             "cwd": self.cwd, "exe": self.exe, "argv": self.argv,
             "attachable": self.blocker is None, "reason": self.blocker,
+            **({"argv_cut": self.extra["argv_cut"]} if self.extra.get("argv_cut") else {}),
         }
 
 

@@ -32,6 +32,12 @@ class secrets:  # os.urandom is all we need; the module would import random, has
 PROTOCOL = 1
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]{0,80}$")
 PROC = "/proc"  # the proc filesystem; tests point it at a fake tree
+# Bounds on what the target can make the helper and the CLI hold (issue 13): bytes of one
+# process's command line read, bytes of JSON of the process list sent, bytes of one line
+# from the agent.
+MAX_ARGV = 4096
+PROCS_BUDGET = 2 << 20
+MAX_LINE = 4 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -217,8 +223,11 @@ def _venv_version(pid, exe):
 def proc_info(pid, uptime):
     base = PROC + "/%d" % pid
     st = _status(pid)
-    raw = _read(base + "/cmdline", "rb")[:ARGV_MAX]
-    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:-1]] if raw else []
+    with open(base + "/cmdline", "rb") as f:
+        raw = f.read(MAX_ARGV + 1)  # a target can have megabytes of argv: the head is enough
+    cut = len(raw) > MAX_ARGV
+    parts = raw[:MAX_ARGV].split(b"\0")
+    argv = [a.decode("utf-8", "replace") for a in (parts if cut else parts[:-1])] if raw else []
     info = {
         "pid": pid,
         "ppid": int(st.get("PPid", "0")),
@@ -233,6 +242,8 @@ def proc_info(pid, uptime):
         "exe": None, "cwd": None, "python": None, "free_threaded": False,
         "remote_debug": None, "readable": True,
     }
+    if cut:
+        info["argv_cut"] = MAX_ARGV
     if not argv and info["state"] != "Z":
         return None  # a kernel thread, or a process on its way out (its memory is gone)
     fields = _read(base + "/stat").rsplit(")", 1)[1].split()
@@ -243,7 +254,8 @@ def proc_info(pid, uptime):
     try:
         info["exe"] = os.readlink(base + "/exe")
         info["cwd"] = os.readlink(base + "/cwd")
-        env = _read(base + "/environ", "rb")[:ARGV_MAX].split(b"\0")
+        with open(base + "/environ", "rb") as f:
+            env = f.read(ENV_MAX).split(b"\0")
     except OSError as e:
         if e.errno not in (errno.EACCES, errno.EPERM):
             return info if info["state"] == "Z" else None  # a kernel thread, or gone
@@ -275,7 +287,7 @@ def proc_info(pid, uptime):
     return info
 
 
-ARGV_MAX = 64 << 10  # per process: a hostile argv or environment costs us at most this
+ENV_MAX = 64 << 10  # per process: a hostile environment costs us at most this
 PROCS_MAX = 4096
 
 
@@ -334,6 +346,21 @@ def scan():
             except Fail as e:
                 info["helper_blocker"] = e.message
     return out
+
+
+def bounded(procs):
+    """(the processes to report, how many were left out): at most PROCS_BUDGET bytes of
+    JSON, Python processes first, so a target with thousands of processes or huge
+    command lines cannot make the list unbounded."""
+    kept, size = [], 0
+    for p in sorted(procs, key=lambda p: (p["python"] is None, p["pid"])):
+        n = len(json.dumps(p))
+        if size + n > PROCS_BUDGET:
+            break
+        kept.append(p)
+        size += n
+    kept.sort(key=lambda p: p["pid"])
+    return kept, len(procs) - len(kept)
 
 
 def _is_ours(info):
@@ -1433,6 +1460,9 @@ def relay(conn, pid, start, timeout, on_event=None):
                     time.sleep(0.05)
             return last
         buf += chunk
+        if len(buf) > MAX_LINE and b"\n" not in buf:  # the agent never sends such a line
+            raise Fail("too-large", "the target sent a line over %d MiB instead of an event; "
+                       "stopped reading it" % (MAX_LINE >> 20), "check the target process")
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             event = json.loads(line.decode())
@@ -1611,8 +1641,9 @@ def stage1():
     # as the app's own user in its container: lists only, its output is data)
     TRUST["mode"] = req.get("trust") if req.get("trust") in ("image", "host") else "target"
     procs = scan()
-    emit("procs", procs=procs, helper_python=sys.version.split()[0], uid=os.getuid(),
-         helper_exe=sys.executable, protocol=PROTOCOL)
+    shown, cut = bounded(procs)
+    emit("procs", procs=shown, procs_cut=cut, helper_python=sys.version.split()[0],
+         uid=os.getuid(), helper_exe=sys.executable, protocol=PROTOCOL)
     if req.get("op") == "ps":
         return
     if req.get("op") == "check":
