@@ -16,6 +16,8 @@ COMMANDS = {
     "demo": "kubectl_wand.cli.demo",
     "loglevel": "kubectl_wand.cli.loglevel",
     "stacks": "kubectl_wand.cli.stacks",
+    "trace": "kubectl_wand.cli.trace",
+    "profile": "kubectl_wand.cli.profile",
     "validate": "kubectl_wand.cli.validate",
     "completion": "kubectl_wand.cli.completion",
 }

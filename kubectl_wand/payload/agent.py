@@ -85,7 +85,7 @@ def run(params):
     audit(params)
     op = params["op"]
     work = {"exec": do_exec, "attach": do_attach, "detach": do_detach,
-            "loglevel": do_loglevel}.get(op)
+            "loglevel": do_loglevel, "trace": do_trace}.get(op)
     if work is None:
         chan.send("error", code="bad-op", message="unknown operation %r" % op)
         chan.close()
@@ -539,3 +539,19 @@ def do_loglevel(chan, params):
         chan.send("error", code="loglevel-failed", message="%s: %s" % (type(e).__name__, e))
     finally:
         chan.close()
+
+
+# ---------------------------------------------------------------- trace (payload/tracer.py)
+
+def do_trace(chan, params):
+    """The tracer ships as a file of its own; it runs here, in this thread, to its end."""
+    try:
+        with open(params["tracer_path"], "rb") as f:
+            code = compile(f.read(), "<kubectl-wand tracer>", "exec")
+        ns = {"__name__": "_kubectl_wand_tracer"}
+        exec(code, ns)
+    except Exception as e:
+        chan.send("error", code="trace-failed", message="%s: %s" % (type(e).__name__, e))
+        chan.close()
+        return
+    ns["run"](chan, params)

@@ -1340,6 +1340,109 @@ def main_thread_stack(pid):
     return {"frames": frames, "wchan": wchan}
 
 
+def _stop_asked(timeout):
+    """Wait up to ``timeout`` for the CLI: a frame (a stop request) or EOF means stop."""
+    if not select.select([0], [], [], max(0.0, timeout))[0]:
+        return False
+    try:
+        read_frame()
+    except EOFError:
+        pass
+    return True
+
+
+def sample_profile(pid, start, req):
+    """Stack samples read from memory (no code in the target), ``rate`` per second for
+    ``duration`` s or until the CLI says stop; aggregated here with bounds (distinct frames,
+    stacks, depth), then one ``profile`` event: frames [func, file, line] and stacks
+    [[frame indices, root first], count]. Pacing by monotonic deadlines; late ticks are
+    skipped (counted as missed), never bunched."""
+    import _remote_debugging
+
+    rate = min(max(float(req.get("rate") or 100), 1.0), 1000.0)
+    try:  # built before the clock starts: it reads the target's binary once
+        unwinder = _remote_debugging.RemoteUnwinder(pid, all_threads=req.get("threads") != "main")
+    except PermissionError as e:
+        raise Fail(*classify(e))
+    except (RuntimeError, OSError):
+        unwinder = None
+    end = time.monotonic() + min(max(float(req.get("duration") or 10), 0.05), 3600.0)
+    lines, on_cpu, tasks = req.get("lines"), req.get("on_cpu"), req.get("async")
+    frames, fidx, stacks = [], {}, {}
+    n = errors = missed = 0
+    stopped, period = False, 1.0 / rate
+    nxt = last = time.monotonic()
+
+    def fi(func, file, line):
+        k = (func, file, line if lines else 0)
+        i = fidx.get(k)
+        if i is None:
+            if len(frames) >= 50000:
+                k = ("[other frames]", "", 0)
+                i = fidx.get(k)
+            if i is None:
+                i = fidx[k] = len(frames)
+                frames.append(k)
+        return i
+
+    def add(stack):
+        if len(stack) > 256:
+            stack = stack[:255] + (fi("[%d more frames]" % (len(stack) - 255), "", 0),)
+        if stack not in stacks and len(stacks) >= 20000:
+            stack = (fi("[other stacks]", "", 0),)
+        stacks[stack] = stacks.get(stack, 0) + 1
+
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if _stop_asked(min(nxt, end) - now):
+            stopped = True
+            break
+        now = time.monotonic()
+        if now < nxt:
+            continue
+        if now - nxt > period:
+            missed += int((now - nxt) / period)
+            nxt = now
+        nxt += period
+        try:
+            if unwinder is None:
+                unwinder = _remote_debugging.RemoteUnwinder(
+                    pid, all_threads=req.get("threads") != "main")
+            threads = unwinder.get_stack_trace()
+            awaited = unwinder.get_all_awaited_by() if tasks else ()
+        except PermissionError as e:
+            raise Fail(*classify(e))
+        except (RuntimeError, OSError, UnicodeDecodeError, ValueError) as e:
+            if tasks and "AsyncioDebug" in str(e):
+                raise Fail("no-asyncio", "--async: asyncio is not in use in process %d" % pid,
+                           "profile without --async")
+            unwinder, errors = None, errors + 1  # a stale pointer while the target runs on
+            if not alive(pid, start):
+                raise Fail("exited", "process %d exited during the profile" % pid)
+            if errors > 100 and errors > 10 * n:
+                raise Fail("profile-failed", "the stack reader keeps failing: %s" % e)
+            continue
+        n += 1
+        for t in threads:
+            if on_cpu and ((_task_file(pid, t.thread_id, "stat") or ")").rsplit(")", 1)[1]
+                           .split()[:1] != ["R"]):
+                continue
+            if t.frame_info:
+                add(tuple(fi(f.funcname, f.filename, f.lineno) for f in reversed(t.frame_info)))
+        for per_thread in awaited:
+            for t in per_thread.awaited_by:
+                fr = [f for c in t.coroutine_stack for f in c.call_stack]
+                add((fi("[asyncio tasks]", "", 0),) + tuple(
+                    fi(f.funcname, f.filename, f.lineno) for f in reversed(fr)))
+        if time.monotonic() - last >= 1.0:
+            last = time.monotonic()
+            emit("profile-progress", samples=n)
+    emit("profile", samples=n, rate=rate, errors=errors, missed=missed, stopped=stopped,
+         frames=[list(f) for f in frames], stacks=[[list(k), c] for k, c in stacks.items()])
+
+
 STUB = '''def _kubectl_wand_stub(d, i):
     import json, os
     p = d + "/" + i
@@ -1427,13 +1530,16 @@ class Injection:
             self.sock.close()
 
 
-FINAL_EVENTS = ("result", "listening", "waiting", "detached", "loglevel", "error")
+FINAL_EVENTS = ("result", "listening", "waiting", "detached", "loglevel", "error",
+                "trace-end")
 EXITED_HINT = ("the code (or something it triggered) ended the process; check the target's "
                "logs and whether it was restarted")
 
 
-def relay(conn, pid, start, timeout, on_event=None):
-    """Copy the agent's JSON lines to stdout until it closes; returns the last event."""
+def relay(conn, pid, start, timeout, on_event=None, stoppable=False):
+    """Copy the agent's JSON lines to stdout until it closes; returns the last event.
+    ``stoppable``: a frame or EOF from the CLI ends the agent's work (trace): it sees its
+    socket's end (shutdown for writing) and finishes, its last lines still relayed."""
     conn.setblocking(False)
     buf, last, name = b"", None, None
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -1441,7 +1547,16 @@ def relay(conn, pid, start, timeout, on_event=None):
         if deadline is not None and time.monotonic() > deadline:
             emit("timeout", seconds=timeout)
             return last
-        r, _, _ = select.select([conn], [], [], 0.05)
+        r, _, _ = select.select([conn, 0] if stoppable else [conn], [], [], 0.05)
+        if 0 in r:
+            _stop_asked(0)
+            stoppable = False
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            r.remove(0)
+            continue
         if not r:
             if not alive(pid, start):
                 raise Fail("exited", "process %d exited while running the injected code" % pid,
@@ -1522,6 +1637,11 @@ def stage2(state):
             if op == "stacks":
                 # read from memory only: no remote_exec, no staging, no lock
                 emit("stacks", **read_stacks(pid, tasks=req.get("tasks", True)))
+                continue
+            if op == "stop":  # a trace or profile that had just ended by itself
+                continue
+            if op == "profile":  # memory reads only, like stacks
+                sample_profile(pid, start, req)
                 continue
             blobs = {}
             for name, size in req.get("blobs", []):
@@ -1604,7 +1724,7 @@ def inject_once(stage, pid, start, params, req):
         if held:
             held.close()
         held = None
-        last = relay(conn, pid, start, req.get("timeout"))
+        last = relay(conn, pid, start, req.get("timeout"), stoppable=req.get("stoppable"))
         conn.close()
         return last
     finally:
