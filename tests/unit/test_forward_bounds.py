@@ -3,7 +3,7 @@
 import socket
 import threading
 
-from kubectl_wand.engine import forward
+from kubectl_wand.backends import forward
 
 
 def _echo_server():
