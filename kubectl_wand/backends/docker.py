@@ -14,6 +14,7 @@ from kubectl_wand import payload
 from kubectl_wand.backends.base import (HELPER_CACHE, HELPER_PYTHON, Backend, Box,
                                         exec_not_found, python_candidates, run)
 from kubectl_wand.backends.forward import StdioForwarder
+from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 HELPER_IDLE_SECONDS = 600
@@ -170,6 +171,32 @@ class DockerBackend(Backend):
             return (f"container {box.extra.get('name') or box.id[:12]} stopped ({status}, "
                     f"exit code {code})")
         return None
+
+    def preflight(self, target, start_listing) -> Preflight:
+        """The engine answers, the container runs; the helper is described once listed."""
+        sec = f"{self.runtime} engine"
+        try:
+            cp = run([self.runtime, "version", "--format", "{{.Server.Version}}"], timeout=20)
+        except WandError as e:
+            return Preflight([Check(sec, self.runtime, False, e.message, e.hint)], stop=e.message)
+        if cp.returncode != 0:
+            text = cp.stderr.decode("utf-8", "replace").strip()
+            return Preflight([Check(sec, "engine", False, f"not reachable: {text}",
+                                    "start it (e.g. `dockerd`) or check access to its socket")],
+                             stop="engine not reachable")
+        checks = [Check(sec, "engine", True,
+                        f"reachable, server {cp.stdout.decode().strip() or '?'}")]
+        try:
+            box = self.resolve(target)[0]
+        except WandError as e:
+            return Preflight(checks + [Check("target", str(target), False, e.message, e.hint)],
+                             stop=e.message)
+        checks.append(Check("target", str(target), True, f"container {box.id[:12]} is running"))
+        helper = Check("target", "helper", True,
+                       f"helper container {self.helper_name(box)} runs beside it (image "
+                       f"{box.extra.get('image_name') or box.image[:19]}, CAP_SYS_PTRACE, "
+                       "shared PID namespace; it runs the image's own Python)")
+        return Preflight(checks, box=box, listing=start_listing(box), after=[helper])
 
     def remove_helper(self, box: Box):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)

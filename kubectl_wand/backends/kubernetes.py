@@ -313,6 +313,11 @@ class KubernetesBackend(Backend):
 
     # -------------------------------------------------------------- injector
 
+    def preflight(self, target, start_listing):
+        from kubectl_wand.backends import kube_preflight
+
+        return kube_preflight.preflight(self, target, start_listing)
+
     def trust(self, box: Box) -> str:
         # the ephemeral helper is a fresh container of the image; without one the lister runs
         # as the app itself in its own container, and what it says is data
