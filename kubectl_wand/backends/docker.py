@@ -8,6 +8,7 @@ a while so later commands reuse it.
 
 import json
 import shlex
+import subprocess
 from typing import List
 
 from kubectl_wand import payload
@@ -197,6 +198,37 @@ class DockerBackend(Backend):
                        f"{box.extra.get('image_name') or box.image[:19]}, CAP_SYS_PTRACE, "
                        "shared PID namespace; it runs the image's own Python)")
         return Preflight(checks, box=box, listing=start_listing(box), after=[helper])
+
+    def start_throwaway(self, name: str, image: str, argv: List[str]):
+        """A locked-down container of our own (uid 1000, no network, no capabilities)."""
+        cp = run([self.runtime, "run", "-d", "--rm", "--name", name, "--user", "1000:1000",
+                  "--network", "none", "--cap-drop", "ALL", image, *argv], timeout=300)
+        if cp.returncode != 0:
+            raise WandError(cp.stderr.decode("utf-8", "replace").strip(), code="engine")
+
+    def wait_for_log(self, name: str, line: str, timeout: float) -> bool:
+        """Follow a container's log until ``line`` (a real signal, not a sleep)."""
+        import time
+
+        p = subprocess.Popen([self.runtime, "logs", "-f", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        try:
+            for got in p.stdout:
+                if got.strip() == line.encode():
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+            return False
+        finally:
+            p.kill()
+            p.wait()
+
+    def exec_in(self, name: str, argv: List[str]) -> subprocess.Popen:
+        return subprocess.Popen([self.runtime, "exec", name, *argv], stdout=subprocess.PIPE)
+
+    def remove_container(self, name: str):
+        run([self.runtime, "rm", "-f", name], timeout=60)
 
     def remove_helper(self, box: Box):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)
