@@ -10,7 +10,7 @@ from typing import Callable, List, Optional
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
 from kubectl_wand.engine.session import CLOSED, Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
@@ -29,8 +29,8 @@ def pick_process(procs: List[Proc], pid: Optional[int],
     listing = "\n".join(f"  PID {p.pid}: {safe(p.command, 100)}" for p in c.candidates[:50])
     if len(c.candidates) > 50:
         listing += f"\n  … and {len(c.candidates) - 50} more"
-    raise WandError(f"several Python processes could be meant:\n{listing}",
-                    "pick one with --pid", code="ambiguous", exit_code=2)
+    raise UsageError(f"several Python processes could be meant:\n{listing}",
+                     "pick one with --pid", code="ambiguous")
 
 
 SIGNALS = ("USR1", "USR2", "WINCH", "HUP", "URG", "PWR")
@@ -52,15 +52,13 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
             caught = 0
         return "SIGWINCH" if caught and proc.role not in ("master", "reloader") else None
     if choice not in SIGNALS:
-        raise WandError(f"--signal {choice} is not allowed",
-                        f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage",
-                        exit_code=2)
+        raise UsageError(f"--signal {choice} is not allowed",
+                         f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage")
     if choice in TERMINATING and not _catches(proc, SIGNUM[choice]):
-        raise WandError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
-                        "would terminate the process",
-                        "send only a signal the process handles in Python (the blocked-thread "
-                        "message lists them), or --signal none", code="would-kill",
-                        exit_code=2)
+        raise UsageError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
+                         "would terminate the process",
+                         "send only a signal the process handles in Python (the blocked-thread "
+                         "message lists them), or --signal none", code="would-kill")
     return "SIG" + choice
 
 
@@ -121,30 +119,29 @@ def read_script(path: str) -> bytes:
         data = sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
     else:
         if os.path.isdir(path):
-            raise WandError(f"{path} is a directory, not a script",
-                            "give the path of a Python file (-f FILE), or '-' to read stdin",
-                            code="bad-script", exit_code=2)
+            raise UsageError(f"{path} is a directory, not a script",
+                             "give the path of a Python file (-f FILE), or '-' to read stdin",
+                             code="bad-script")
         try:
             size = os.path.getsize(path)
             if size > MAX_SCRIPT_BYTES:
-                raise WandError(f"{path} is {size} bytes; scripts are limited to "
-                                f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                                "ship data separately and load it from the script",
-                                code="too-large", exit_code=2)
+                raise UsageError(f"{path} is {size} bytes; scripts are limited to "
+                                 f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                                 "ship data separately and load it from the script",
+                                 code="too-large")
             with open(path, "rb") as f:
                 data = f.read(MAX_SCRIPT_BYTES + 1)  # /dev/zero or a FIFO reports size 0
         except OSError as e:
-            raise WandError(f"cannot read {path}: {e.strerror}",
-                            "the script is read on this machine, not in the target; check "
-                            "the path and its permissions", code="bad-script", exit_code=2)
+            raise UsageError(f"cannot read {path}: {e.strerror}",
+                             "the script is read on this machine, not in the target; check "
+                             "the path and its permissions", code="bad-script")
     if len(data) > MAX_SCRIPT_BYTES:
-        raise WandError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                        "ship data separately and load it from the script",
-                        code="too-large", exit_code=2)
+        raise UsageError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                         "ship data separately and load it from the script",
+                         code="too-large")
     if b"\0" in data:
-        raise WandError(f"{path} looks binary (it contains NUL bytes), not Python source",
-                        "exec runs Python source; give a .py file", code="bad-script",
-                        exit_code=2)
+        raise UsageError(f"{path} looks binary (it contains NUL bytes), not Python source",
+                         "exec runs Python source; give a .py file", code="bad-script")
     return data
 
 
@@ -257,11 +254,11 @@ def refuse_fatal(source: bytes, force: bool):
         return
     found = fatal_calls(source)
     if found:
-        raise WandError("this code would end the target process, not just the injected "
-                        "thread:\n  " + "\n  ".join(found),
-                        "sys.exit() ends only the injected code; pass --force if you really "
-                        "mean to stop the process (its container or pod restarts per its "
-                        "restart policy)", code="would-kill", exit_code=2)
+        raise UsageError("this code would end the target process, not just the injected "
+                         "thread:\n  " + "\n  ".join(found),
+                         "sys.exit() ends only the injected code; pass --force if you really "
+                         "mean to stop the process (its container or pod restarts per its "
+                         "restart policy)", code="would-kill")
 
 
 @dataclass
