@@ -3,25 +3,18 @@ looked at (kubectl version, the cluster, ephemeral containers, RBAC, Pod Securit
 image). The process checks are the engine's (engine/validate.py)."""
 
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import List
 
 from kubectl_wand.backends.base import run
 from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
+from kubectl_wand.names import kube_version
 
 MIN_KUBECTL = (1, 27)
 RBAC = [("get", "pods", None), ("list", "pods", None), ("patch", "pods", "ephemeralcontainers"),
         ("create", "pods", "exec"), ("create", "pods", "portforward")]
 PSA_LABEL = "pod-security.kubernetes.io/enforce"
-
-
-def _version(v: dict) -> tuple:
-    try:
-        return int(v["major"]), int(re.sub(r"\D.*", "", v["minor"]))
-    except (KeyError, ValueError, TypeError):
-        return (0, 0)
 
 
 def _can_i(backend, verb, resource, sub):
@@ -56,7 +49,7 @@ def preflight(backend, target, start_listing) -> Preflight:
         try:
             cp = f_client.result()
             cv = json.loads(cp.stdout)["clientVersion"]
-            client = _version(cv)
+            client = kube_version(cv)
             ok = client >= MIN_KUBECTL
             checks.append(Check(sec, "kubectl client", ok,
                                 f"{cv.get('gitVersion', '?')}" + ("" if ok else
@@ -78,7 +71,7 @@ def preflight(backend, target, start_listing) -> Preflight:
                 err = backend.error(cp.stderr.decode("utf-8", "replace"))
                 checks.append(Check(sec, "cluster", False, err.message, err.hint))
             else:
-                server = _version(sv)
+                server = kube_version(sv)
                 checks.append(Check(sec, "cluster", True,
                                     f"reachable, server {sv.get('gitVersion', '?')}"))
         except WandError as e:

@@ -9,9 +9,9 @@ import click
 from kubectl_wand.cli.common import kube_options, resolve, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.errors import UsageError
+from kubectl_wand.names import LEVELS
 from kubectl_wand.safe_text import safe
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 MAX_SECONDS = 7 * 24 * 3600
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}

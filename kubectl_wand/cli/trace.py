@@ -12,7 +12,7 @@ from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, 
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import safe, unit_label
-from kubectl_wand.engine import fanout, live, trace
+from kubectl_wand.engine import live, trace
 from kubectl_wand.errors import UsageError
 
 

@@ -11,6 +11,7 @@ from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
 from kubectl_wand.engine.session import CLOSED, Session
 from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.names import SIGNALS
 from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
@@ -31,9 +32,6 @@ def pick_process(procs: List[Proc], pid: Optional[int],
         listing += f"\n  … and {len(c.candidates) - 50} more"
     raise UsageError(f"several Python processes could be meant:\n{listing}",
                      "pick one with --pid", code="ambiguous")
-
-
-SIGNALS = ("USR1", "USR2", "WINCH", "HUP", "URG", "PWR")
 
 
 def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
