@@ -12,9 +12,65 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError
 
 DEFAULT_PATH = os.path.join(".vscode", "launch.json")
+
+
+# ------------------------------------------------------------------ untrusted values
+
+# VS Code substitutes ${env:…}, ${command:…}, ${input:…} in launch.json strings on the
+# operator's machine; the source folder comes from the target (its cwd and argv), so a value
+# from there must not carry one, nor anything that could break out of a string or mislead.
+OURS = {"localRoot": "${workspaceFolder}"}  # the one substitution we write on purpose
+MAX_VALUE = 1024
+_BAD_CHARS = re.compile(r'["\'\\`]')
+
+
+def value_problem(value, path: bool = False) -> Optional[str]:
+    """Why ``value`` (from the target) may not go into an editor config, or None."""
+    from kubectl_wand.safe_text import _UNSAFE
+
+    if not isinstance(value, str):
+        return "it is not text"
+    if "${" in value:
+        return "it holds '${', which the editor would expand (e.g. ${command:…})"
+    if _UNSAFE.search(value):
+        return "it holds control or invisible characters"
+    if len(value) > MAX_VALUE:
+        return f"it is longer than {MAX_VALUE} characters"
+    if path:
+        if not value.startswith("/"):
+            return "it is not an absolute path"
+        if _BAD_CHARS.search(value):
+            return "it holds quotes or backslashes"
+    return None
+
+
+def safe_config(cfg: dict, fallbacks=("/",)) -> Tuple[dict, List[str]]:
+    """(a copy of ``cfg`` fit to write into an editor config, warnings). A remoteRoot that
+    fails ``value_problem`` becomes the first fallback that passes (``/`` last); any other
+    string that fails becomes a neutral one."""
+    from kubectl_wand.safe_text import safe
+
+    out, warnings = json.loads(json.dumps(cfg)), []
+    for m in out.get("pathMappings", []):
+        why = value_problem(m.get("remoteRoot"), path=True)
+        if why:
+            pick = next((f for f in list(fallbacks) + ["/"]
+                         if value_problem(f, path=True) is None), "/")
+            warnings.append(f"the target's source folder {safe(m.get('remoteRoot'), 200)!s} "
+                            f"is not written into the editor config: {why}; using {pick} "
+                            "instead (set remoteRoot in pathMappings by hand if needed)")
+            m["remoteRoot"] = pick
+        if m.get("localRoot") != OURS["localRoot"] and value_problem(m.get("localRoot")):
+            m["localRoot"] = OURS["localRoot"]
+    why = value_problem(out.get("name"))
+    if why:
+        warnings.append(f"the configuration name {safe(out.get('name'), 200)} is not used: "
+                        f"{why}; using 'kubectl-wand' instead")
+        out["name"] = "kubectl-wand"
+    return out, warnings
 
 
 # ------------------------------------------------------------------ nvim-dap
@@ -270,14 +326,14 @@ def read_launch_json(path: Path) -> Optional[str]:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
-        raise WandError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}",
-                        code="launch-json", exit_code=2)
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}",
+                         code="launch-json")
     try:
         merge_launch_json(text, {"name": "\0probe"})
     except JSONCError as e:
-        raise WandError(f"{path} is not valid JSON with comments: {e}",
-                        "fix it, or pass another path to --write-launch-json",
-                        code="launch-json", exit_code=2)
+        raise UsageError(f"{path} is not valid JSON with comments: {e}",
+                         "fix it, or pass another path to --write-launch-json",
+                         code="launch-json")
     return text
 
 

@@ -8,5 +8,7 @@ VERBOSE = False
 
 def trace(argv):
     if VERBOSE:
+        from kubectl_wand.safe_text import safe
+
         shown = [a if len(a) < 200 else a[:60] + "…" for a in argv]
-        print("+ " + shlex.join(shown), file=sys.stderr, flush=True)
+        print("+ " + safe(shlex.join(shown), 0), file=sys.stderr, flush=True)

@@ -129,7 +129,12 @@ class Container:
                                   capture_output=True, text=True).stdout.strip() or 0)
 
     def helper_name(self):
-        return "kubectl-wand-helper-" + self.id()[:12]
+        """The name of this container's helper (the app's own image, no --image)."""
+        from kubectl_wand.backends.docker import helper_name
+
+        image = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", self.name],
+                               capture_output=True, text=True).stdout.strip()
+        return helper_name(self.id(), image)
 
     def health(self, port=None):
         """One look from inside the target: an HTTP GET on loopback (``port``), what is staged,

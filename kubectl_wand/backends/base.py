@@ -1,5 +1,6 @@
 """What every backend provides, and the one way backends run external commands."""
 
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -8,6 +9,29 @@ from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
 HELPER_CACHE = "/tmp/kubectl-wand-cache"  # in a helper container's own filesystem
+# The helper's own interpreter, linked by payload/idle.py when the helper starts (its own
+# filesystem: a fresh container of the image, never the target's writable layer)
+HELPER_PYTHON = "/tmp/kubectl-wand-python"
+DEFAULT_PYTHONS = ("python3", "python3.14", "python", "python3.15", "python3.13")
+_PY_WORD = re.compile(r"^(?:/[A-Za-z0-9._+-]+)*/?python[0-9.]*t?$")
+
+
+def python_candidates(*texts) -> List[str]:
+    """Interpreter names or absolute paths worth trying as a helper's own Python, best first:
+    those that the target's command line, entrypoint or container spec name, then the usual
+    names on PATH. Only plain python-looking words are kept (they come from the target)."""
+    out: List[str] = []
+    for text in texts:
+        for word in re.split(r"[\s;&|'\"=]+", text or ""):
+            if _PY_WORD.match(word) and word not in out and len(word) < 200:
+                out.append(word)
+    return out + [p for p in DEFAULT_PYTHONS if p not in out]
+
+
+def exec_not_found(stderr: str) -> bool:
+    """The runtime could not find the executable it was asked to start."""
+    low = stderr.lower()
+    return "executable file not found" in low or ("exec" in low and "no such file" in low)
 
 
 @dataclass
@@ -33,10 +57,20 @@ class Backend:
     def prepare_inject(self, box: Box):
         """Make ready what injecting needs beyond listing (e.g. a Kubernetes helper)."""
 
+    def trust(self, box: Box) -> str:
+        """What the injector's own filesystem is: "image" (a helper container of the app's
+        image), "host" (this host), "target" (a lister running as the app itself)."""
+        return "image"
+
     def cache_dir(self, box: Box) -> Optional[str]:
         """Where the injector keeps debugpy trees compiled for the target's interpreter between
         attaches: a directory of the helper's own filesystem, never the target's (None: none)."""
         return None
+
+    def preflight(self, target, start_listing):
+        """validate's checks of this backend's own (tools, cluster, permissions) and the box
+        attach would use; ``start_listing(box)`` starts the process listing (a future)."""
+        raise NotImplementedError
 
     def recover(self, box: Box, stderr: str) -> bool:
         """Repair what made the injector fail to start (e.g. an expired helper); True = retry."""

@@ -8,11 +8,14 @@ a while so later commands reuse it.
 
 import json
 import shlex
+import subprocess
 from typing import List
 
 from kubectl_wand import payload
-from kubectl_wand.backends.base import HELPER_CACHE, Backend, Box, run
-from kubectl_wand.engine.forward import StdioForwarder
+from kubectl_wand.backends.base import (HELPER_CACHE, HELPER_PYTHON, Backend, Box,
+                                        exec_not_found, python_candidates, run)
+from kubectl_wand.backends.forward import StdioForwarder
+from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 HELPER_IDLE_SECONDS = 600
@@ -47,49 +50,89 @@ class DockerBackend(Backend):
                             f"(status: {state.get('Status', '?')})",
                             f"start it first: `{self.runtime} start {target.name}`",
                             code="not-running")
+        config = info.get("Config") or {}
+        hints = [info.get("Path") or ""] + list(info.get("Args") or []) + \
+            list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
         return [Box(id=info["Id"], display=f"{self.runtime}/{target.name}",
                     image=self.image or info.get("Image"),
                     extra={"name": info.get("Name", "").lstrip("/"),
-                           "image_name": info.get("Config", {}).get("Image")})]
+                           # the helper image as the user named it (--image, or the app's)
+                           "image_name": self.image or config.get("Image"),
+                           "python_hints": python_candidates(*hints)})]
 
     def helper_name(self, box: Box) -> str:
-        return "kubectl-wand-helper-" + box.id[:12]
+        return helper_name(box.id, box.image)
 
     def cache_dir(self, box: Box):
         return HELPER_CACHE
 
+    def trust(self, box: Box) -> str:
+        return "image"  # a fresh container of the image: its files, never the target's layer
+
+    def helper_python(self, box: Box) -> str:
+        """The helper's own interpreter: the one this command started it with, else the link
+        its idle loop made (payload/idle.py)."""
+        return box.extra.get("helper_python") or HELPER_PYTHON
+
     def injector_argv(self, box: Box) -> List[str]:
-        return [self.runtime, "exec", "-i", self.helper_name(box),
-                "python3", "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
+        return [self.runtime, "exec", "-i", self.helper_name(box), self.helper_python(box),
+                "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
     def start_helper(self, box: Box) -> bool:
-        """Start the helper; True if this call started it (`docker run -d` returns once the
-        container runs), False if another command had just created it."""
-        argv = [self.runtime, "run", "-d", "--rm", "--name", self.helper_name(box),
-                "--label", "kubectl-wand.helper-for=" + box.id,
-                "--pid", "container:" + box.id, "--network", "container:" + box.id,
-                "--cap-add", "SYS_PTRACE", "--user", "0:0", "--entrypoint", "python3",
-                box.image, "-I", "-S", "-c", payload.source("idle"),
-                "kubectl-wand-helper", str(self.idle)]
-        cp = run(argv, timeout=120)
-        err = cp.stderr.decode("utf-8", "replace").strip()
-        if cp.returncode != 0 and "already in use" not in err:
-            if "executable file not found" in err or "no such file" in err.lower():
-                raise WandError(f"the helper image {box.image} has no python3",
-                                "pass --image with any image that has python3 "
-                                "(the target's own interpreter does the injecting)",
-                                code="helper-image")
+        """Start the helper with the first interpreter of its image that exists; True if this
+        call started it (`docker run -d` returns once the container runs), False if another
+        command had just created it. The helper only ever runs its own image's files."""
+        tried = []
+        for python in box.extra.get("python_hints") or python_candidates():
+            argv = [self.runtime, "run", "-d", "--rm", "--name", self.helper_name(box),
+                    "--label", "kubectl-wand.helper-for=" + box.id,
+                    "--label", "kubectl-wand.image=" + (box.extra.get("image_name") or ""),
+                    "--pid", "container:" + box.id, "--network", "container:" + box.id,
+                    "--cap-add", "SYS_PTRACE", "--user", "0:0", "--entrypoint", python,
+                    box.image, "-I", "-S", "-c", payload.source("idle"),
+                    "kubectl-wand-helper", str(self.idle)]
+            cp = run(argv, timeout=120)
+            err = cp.stderr.decode("utf-8", "replace").strip()
+            if cp.returncode == 0:
+                box.extra["helper_python"] = python
+                return True
+            if "already in use" in err:
+                return False
+            if exec_not_found(err):
+                tried.append(python)
+                run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)
+                continue
             raise WandError(f"could not start the helper container: {err}",
                             "check `" + shlex.join(argv[:4]) + " …` with -v", code="helper")
-        return cp.returncode == 0
+        image = box.extra.get("image_name") or box.image
+        raise WandError(f"no Python interpreter found in the helper image {image} "
+                        f"(tried {', '.join(tried)})",
+                        "pass --image with an image that has the target's Python version "
+                        "(the helper runs its own interpreter, never the target's)",
+                        code="helper-image")
 
     def recover(self, box: Box, stderr: str) -> bool:
+        box.extra["recoveries"] = box.extra.get("recoveries", 0) + 1
+        if box.extra["recoveries"] > 2:
+            return False
         if "No such container" in stderr or "is not running" in stderr or \
                 "no such container" in stderr:
             if not self.start_helper(box):
                 self.wait_helper(box)  # someone else's `docker run` may still be starting it
             return True
+        if exec_not_found(stderr) and not box.extra.get("helper_python"):
+            # another command created the helper a moment ago: its link may not be there yet
+            box.extra["helper_python"] = self._entrypoint(box)
+            return bool(box.extra["helper_python"])
         return False
+
+    def _entrypoint(self, box: Box):
+        cp = run([self.runtime, "inspect", "-f", "{{json .Config.Entrypoint}}",
+                  self.helper_name(box)], timeout=10)
+        try:
+            return json.loads(cp.stdout)[0]
+        except (ValueError, IndexError, TypeError):
+            return None
 
     def wait_helper(self, box: Box, timeout: float = 30.0):
         """Until the helper runs: another command may have just created it."""
@@ -107,13 +150,15 @@ class DockerBackend(Backend):
         raise WandError("the helper container did not start", code="helper")
 
     def explain_failure(self, box, stderr):
-        if "executable file not found" in stderr:
-            return WandError(f"the helper image {box.image} has no python3",
-                             "pass --image with any image that has python3", code="helper-image")
+        if exec_not_found(stderr):
+            return WandError(f"the helper for {box.display} lost its interpreter link",
+                             f"remove it (`{self.runtime} rm -f {self.helper_name(box)}`) and "
+                             "retry", code="helper-image")
         return super().explain_failure(box, stderr)
 
     def forward(self, box: Box, remote_port: int, local_port: int):
-        relay = [self.runtime, "exec", "-i", self.helper_name(box), "python3", "-I", "-S",
+        relay = [self.runtime, "exec", "-i", self.helper_name(box), self.helper_python(box),
+                 "-I", "-S",
                  "-c", payload.source("forward"), "kubectl-wand-forward", str(remote_port)]
         return StdioForwarder(lambda: relay, local_port, prespawn=True)
 
@@ -128,5 +173,69 @@ class DockerBackend(Backend):
                     f"exit code {code})")
         return None
 
+    def preflight(self, target, start_listing) -> Preflight:
+        """The engine answers, the container runs; the helper is described once listed."""
+        sec = f"{self.runtime} engine"
+        try:
+            cp = run([self.runtime, "version", "--format", "{{.Server.Version}}"], timeout=20)
+        except WandError as e:
+            return Preflight([Check(sec, self.runtime, False, e.message, e.hint)], stop=e.message)
+        if cp.returncode != 0:
+            text = cp.stderr.decode("utf-8", "replace").strip()
+            return Preflight([Check(sec, "engine", False, f"not reachable: {text}",
+                                    "start it (e.g. `dockerd`) or check access to its socket")],
+                             stop="engine not reachable")
+        checks = [Check(sec, "engine", True,
+                        f"reachable, server {cp.stdout.decode().strip() or '?'}")]
+        try:
+            box = self.resolve(target)[0]
+        except WandError as e:
+            return Preflight(checks + [Check("target", str(target), False, e.message, e.hint)],
+                             stop=e.message)
+        checks.append(Check("target", str(target), True, f"container {box.id[:12]} is running"))
+        helper = Check("target", "helper", True,
+                       f"helper container {self.helper_name(box)} runs beside it (image "
+                       f"{box.extra.get('image_name') or box.image[:19]}, CAP_SYS_PTRACE, "
+                       "shared PID namespace; it runs the image's own Python)")
+        return Preflight(checks, box=box, listing=start_listing(box), after=[helper])
+
+    def start_throwaway(self, name: str, image: str, argv: List[str]):
+        """A locked-down container of our own (uid 1000, no network, no capabilities)."""
+        cp = run([self.runtime, "run", "-d", "--rm", "--name", name, "--user", "1000:1000",
+                  "--network", "none", "--cap-drop", "ALL", image, *argv], timeout=300)
+        if cp.returncode != 0:
+            raise WandError(cp.stderr.decode("utf-8", "replace").strip(), code="engine")
+
+    def wait_for_log(self, name: str, line: str, timeout: float) -> bool:
+        """Follow a container's log until ``line`` (a real signal, not a sleep)."""
+        import time
+
+        p = subprocess.Popen([self.runtime, "logs", "-f", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        try:
+            for got in p.stdout:
+                if got.strip() == line.encode():
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+            return False
+        finally:
+            p.kill()
+            p.wait()
+
+    def exec_in(self, name: str, argv: List[str]) -> subprocess.Popen:
+        return subprocess.Popen([self.runtime, "exec", name, *argv], stdout=subprocess.PIPE)
+
+    def remove_container(self, name: str):
+        run([self.runtime, "rm", "-f", name], timeout=60)
+
     def remove_helper(self, box: Box):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)
+
+
+def helper_name(container_id: str, image: str) -> str:
+    """One helper per (target container, helper image): --image always takes effect."""
+    import zlib
+
+    return "kubectl-wand-helper-%s-%08x" % (container_id[:12], zlib.crc32((image or "").encode()))

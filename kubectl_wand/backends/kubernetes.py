@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from typing import List, Optional
 
 from kubectl_wand import payload
-from kubectl_wand.backends.base import HELPER_CACHE, Backend, Box, run
+from kubectl_wand.backends.base import (HELPER_CACHE, Backend, Box, exec_not_found,
+                                        python_candidates, run)
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
@@ -31,6 +32,44 @@ KSVC_RESOURCE = "services.serving.knative.dev"
 KSVC_LABEL = "serving.knative.dev/service"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 FORWARD_LINE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+PYTHON_PATH = re.compile(r"^(?:/[A-Za-z0-9._+-]+)+/python[0-9.]*t?$")
+
+
+def _pythons_file():
+    from kubectl_wand.paths import cache_dir
+
+    return cache_dir() / "pythons.json"
+
+
+def _known_python(image_key: Optional[str]) -> Optional[str]:
+    """The interpreter path found earlier in this image (the operator's own cache)."""
+    if not image_key:
+        return None
+    try:
+        path = json.loads(_pythons_file().read_text()).get(image_key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path if isinstance(path, str) and PYTHON_PATH.match(path) else None
+
+
+def _remember_python(image_key: Optional[str], path: str):
+    if not image_key:
+        return
+    f = _pythons_file()
+    try:
+        known = json.loads(f.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    known[image_key] = path
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp%d" % os.getpid())
+        tmp.write_text(json.dumps(dict(list(known.items())[-200:])))
+        tmp.replace(f)
+    except OSError:
+        pass
 
 
 def selector_string(selector: dict) -> str:
@@ -218,12 +257,19 @@ class KubernetesBackend(Backend):
         meta = pod["metadata"]
         spec_c = next(c for c in pod["spec"]["containers"] if c["name"] == container)
         multi = len(pod["spec"]["containers"]) > 1
+        status = next((c for c in pod.get("status", {}).get("containerStatuses") or []
+                       if c.get("name") == container), {})
+        known = _known_python(status.get("imageID") or spec_c.get("image"))
+        hints = python_candidates(*(([known] if known else []) + list(spec_c.get("command") or [])
+                                    + list(spec_c.get("args") or [])))
         return Box(
             id=f"{meta['namespace']}/{meta['name']}/{container}",
             display=f"pod/{meta['name']}" + (f" -c {container}" if multi else ""),
             image=self.opts.get("image") or spec_c.get("image"),
             extra={"pod": meta["name"], "namespace": meta["namespace"], "container": container,
-                   "pod_json": pod,
+                   "pod_json": pod, "python_hints": hints,
+                   "image_key": status.get("imageID") or spec_c.get("image"),
+                   "image_name": self.opts.get("image") or spec_c.get("image"),
                    "summary": {"pod": meta["name"], "namespace": meta["namespace"],
                                "container": container,
                                "node": pod["spec"].get("nodeName"),
@@ -267,26 +313,73 @@ class KubernetesBackend(Backend):
 
     # -------------------------------------------------------------- injector
 
+    def preflight(self, target, start_listing):
+        from kubectl_wand.backends import kube_preflight
+
+        return kube_preflight.preflight(self, target, start_listing)
+
+    def trust(self, box: Box) -> str:
+        # the ephemeral helper is a fresh container of the image; without one the lister runs
+        # as the app itself in its own container, and what it says is data
+        return "image" if box.extra.get("helper") else "target"
+
+    def python(self, box: Box) -> str:
+        """The interpreter to run: the helper's own (its container spec's command), else the
+        candidate the app container is being tried with."""
+        if box.extra.get("helper"):
+            return box.extra["helper_python"]
+        hints = box.extra.get("python_hints") or python_candidates()
+        return hints[min(box.extra.get("python_try", 0), len(hints) - 1)]
+
     def injector_argv(self, box: Box) -> List[str]:
         container = box.extra.get("helper") or box.extra["container"]
         return self.base(ns=box.extra["namespace"]) + [
             "exec", "-i", box.extra["pod"], "-c", container, "--",
-            "python3", "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
+            self.python(box), "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
     def explain_failure(self, box, stderr):
-        low = stderr.lower()
-        if "executable file not found" in low or "no such file" in low:
+        if exec_not_found(stderr):
             where = box.extra.get("helper") or box.extra["container"]
-            return WandError(f"container {where} in pod {box.extra['pod']} has no python3",
-                             "for attach/exec pass --image with any image that has python3",
-                             code="no-python3")
+            tried = (box.extra.get("python_hints") or [])[:box.extra.get("python_try", 0) + 1]
+            return WandError(f"no Python interpreter found in container {where} of pod "
+                             f"{box.extra['pod']} (tried {', '.join(tried)})",
+                             "name it in the container's command, or pass --image with an "
+                             "image that has the app's Python on PATH", code="no-python")
         return self.error(stderr, ns=box.extra.get("namespace"))
+
+    def find_python(self, box: Box) -> str:
+        """The app image's interpreter, as the app container sees it: the first candidate
+        that runs there (as the app's own user; its answer is checked, never trusted)."""
+        hints = box.extra.get("python_hints") or python_candidates()
+        probe = "import sys;print(sys.executable)"
+        for i, python in enumerate(hints):
+            cp = run(self.base(ns=box.extra["namespace"]) + [
+                "exec", box.extra["pod"], "-c", box.extra["container"], "--",
+                python, "-I", "-S", "-c", probe], timeout=30)
+            err = cp.stderr.decode("utf-8", "replace")
+            if cp.returncode == 0:
+                path = cp.stdout.decode("utf-8", "replace").strip()
+                if PYTHON_PATH.match(path):
+                    _remember_python(box.extra.get("image_key"), path)
+                    return path
+                continue
+            if not exec_not_found(err):
+                raise self.error(err, ns=box.extra["namespace"])
+            box.extra["python_try"] = i
+        raise self.explain_failure(box, "executable file not found")
 
     def prepare_inject(self, box: Box):
         self.prepare_helper(box)
 
     def cache_dir(self, box: Box):
         return HELPER_CACHE if box.extra.get("helper") else None  # never the app container
+
+    def recover(self, box: Box, stderr: str) -> bool:
+        """The app container has no interpreter of that name: try the next candidate."""
+        if exec_not_found(stderr) and not box.extra.get("helper"):
+            box.extra["python_try"] = box.extra.get("python_try", 0) + 1
+            return box.extra["python_try"] < len(box.extra.get("python_hints") or ())
+        return False
 
     def prepare_helper(self, box: Box, timeout: float = 120.0):
         """Reuse a running helper for this container, or add one ephemeral container."""
@@ -297,8 +390,9 @@ class KubernetesBackend(Backend):
             name = st["name"]
             if name.startswith(HELPER_PREFIX) and "running" in (st.get("state") or {}) and \
                     specs.get(name, {}).get("targetContainerName") == target_c and \
-                    specs[name].get("image") == box.image:
+                    specs[name].get("image") == box.image and specs[name].get("command"):
                 box.extra["helper"] = name
+                box.extra["helper_python"] = specs[name]["command"][0]
                 return name
         name = HELPER_PREFIX + secrets.token_hex(3)
         if self.client_version() < (1, 27):
@@ -310,12 +404,15 @@ class KubernetesBackend(Backend):
             "-q"]
         custom = None
         if self.client_version() >= (1, 31):
-            # root in the helper only: chroot into the target's filesystem needs it
+            # root in the helper only: staging files for the target's user needs it
             custom = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             json.dump({"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}, custom)
             custom.close()
             argv.append("--custom=" + custom.name)
-        argv += ["--", "python3", "-I", "-S", "-c", payload.source("idle"),
+        # the app's image: the interpreter the app container has (found by running it there,
+        # as the app's own user); another image (--image): its python3 on PATH
+        python = "python3" if self.opts.get("image") else self.find_python(box)
+        argv += ["--", python, "-I", "-S", "-c", payload.source("idle"),
                  "kubectl-wand-helper", str(HELPER_IDLE_SECONDS)]
         try:
             cp = run(argv, timeout=60)
@@ -326,6 +423,7 @@ class KubernetesBackend(Backend):
             raise self.error(cp.stderr.decode("utf-8", "replace"), ns=box.extra["namespace"])
         self.wait_helper(box, name, timeout)
         box.extra["helper"] = name
+        box.extra["helper_python"] = python
         return name
 
     def wait_helper(self, box: Box, name: str, timeout: float):
@@ -362,9 +460,6 @@ class KubernetesBackend(Backend):
                                 code="timeout")
             time.sleep(delay)  # polling the API for the container's state (a real signal)
             delay = min(delay * 1.5, 1.0)
-
-    def recover(self, box: Box, stderr: str) -> bool:
-        return False
 
     # -------------------------------------------------------------- forwarding
 

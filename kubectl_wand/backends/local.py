@@ -1,7 +1,9 @@
 """This host's processes: the same injector, run by the CLI's own Python.
 
-Stage 2 still switches to the target's own interpreter (chrooted into its root when it lives
-in another mount namespace), so the CLI itself never needs Python 3.14.
+When the CLI's Python cannot inject (it is not 3.14), stage 2 runs another interpreter of this
+host of the target's version — only one that nobody but root (or this user) can change, since
+it runs with this user's privileges. A process in a container is refused: its files are the
+container's (use the docker/ or Kubernetes form).
 """
 
 import os
@@ -11,7 +13,8 @@ from typing import List
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box
-from kubectl_wand.engine.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.backends.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 
@@ -41,13 +44,24 @@ class LocalBackend(Backend):
             return f"process {pid} exited"
         return None
 
+    def trust(self, box: Box) -> str:
+        return "host"
+
+    def preflight(self, target, start_listing) -> Preflight:
+        try:
+            box = self.resolve(target)[0]
+        except WandError as e:
+            return Preflight([Check("target", str(target), False, e.message, e.hint)],
+                             stop=e.message)
+        return Preflight([], box=box, listing=start_listing(box))
+
     def injector_argv(self, box: Box) -> List[str]:
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
     def cache_dir(self, box: Box):
-        from kubectl_wand.engine import bundle
+        from kubectl_wand.paths import cache_dir
 
-        return str(bundle._cache_dir() / "compiled")  # this user's cache, on this host
+        return str(cache_dir() / "compiled")  # this user's cache, on this host
 
     def forward(self, box: Box, remote_port: int, local_port: int):
         pid = box.extra.get("attached_pid") or box.extra.get("pid")

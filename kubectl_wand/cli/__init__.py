@@ -6,20 +6,9 @@ import sys
 import click
 
 from kubectl_wand import __version__
+from kubectl_wand.commands import COMMANDS  # the leaf registry, shared with completion
 from kubectl_wand.errors import WandError
-
-COMMANDS = {
-    "ps": "kubectl_wand.cli.ps",
-    "attach": "kubectl_wand.cli.attach",
-    "exec": "kubectl_wand.cli.exec",
-    "demo": "kubectl_wand.cli.demo",
-    "loglevel": "kubectl_wand.cli.loglevel",
-    "stacks": "kubectl_wand.cli.stacks",
-    "trace": "kubectl_wand.cli.trace",
-    "profile": "kubectl_wand.cli.profile",
-    "validate": "kubectl_wand.cli.validate",
-    "completion": "kubectl_wand.cli.completion",
-}
+from kubectl_wand.safe_text import safe_lines
 
 
 class LazyGroup(click.Group):
@@ -63,10 +52,11 @@ def cli():
 
 
 def render_error(e: WandError):
-    click.secho(f"error: {e.message}", fg="red", err=True, color=None if sys.stderr.isatty() and
+    click.secho(f"error: {safe_lines(e.message)}", fg="red", err=True,
+                color=None if sys.stderr.isatty() and
                 not os.environ.get("NO_COLOR") else False)
     if e.hint:
-        click.echo(f"hint: {e.hint}", err=True)
+        click.echo(f"hint: {safe_lines(e.hint)}", err=True)
 
 
 def main():

@@ -12,10 +12,10 @@ from kubectl_wand import editors, progress
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
 from kubectl_wand.engine import bundle, ops
-from kubectl_wand.engine.forward import Early
+from kubectl_wand.backends.forward import Early
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.session import kill_point
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 
 FOLLOW_TIMEOUT = 180.0
 
@@ -53,8 +53,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     same local port.
     """
     if not (0 < port < 65536) or not (0 <= local_port < 65536):
-        raise WandError("ports must be between 1 and 65535 (--local-port may be 0)",
-                        exit_code=2, code="usage")
+        raise UsageError("ports must be between 1 and 65535 (--local-port may be 0)", code="usage")
     editor = {"name": f"kubectl-wand: {target}", "path": None}
     if launch_json:
         editor["path"] = editors.launch_json_path(launch_json)
@@ -119,7 +118,11 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
                else backend.forward(box, ev.get("port") or port, local_port))
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
-        cfg = vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc))
+        cfg, warnings = editors.safe_config(
+            vscode_config(editor["name"], "127.0.0.1", fwd.local_port, ops.remote_root(proc)),
+            fallbacks=[proc.cwd or "/"])
+        for w in warnings:  # the folder comes from the target: never pasted in as it is
+            status(f"warning: {w}")
         written = _write_launch_json(editor["path"], cfg) if editor["path"] else None
         if output == "json":
             click.echo(json.dumps({"event": "ready", "host": "127.0.0.1",

@@ -9,6 +9,7 @@ import click
 from kubectl_wand import log, progress
 from kubectl_wand.backends import backend_for
 from kubectl_wand.engine.procs import Proc
+from kubectl_wand.safe_text import safe, safe_lines
 from kubectl_wand.targets import parse_target
 
 
@@ -72,15 +73,16 @@ def ask_process(candidates):
 def _ask_process(candidates):
     click.echo("Several Python processes could be meant:", err=True)
     for i, p in enumerate(candidates, 1):
-        click.echo(f"  [{i}] PID {p.pid:<7} {p.command[:100]}", err=True)
+        click.echo(f"  [{i}] PID {p.pid:<7} {safe(p.command, 100)}", err=True)
     n = click.prompt("Which one", type=click.IntRange(1, len(candidates)), err=True)
     return candidates[n - 1]
 
 
 def status(msg):
-    """Progress for humans, on stderr, so stdout stays clean for results."""
+    """Progress for humans, on stderr, so stdout stays clean for results. Messages quote
+    target text (commands, reasons): shown escaped, never as terminal controls."""
     with progress.suspended():  # a spinner line, if any, is cleared first
-        click.echo(msg, err=True)
+        click.echo(safe_lines(msg), err=True)
 
 
 def fmt_rss(kb):
@@ -88,12 +90,18 @@ def fmt_rss(kb):
 
 
 def proc_row(p: Proc, wide=False):
-    row = [p.pid, p.ppid, p.user or p.uid, (p.python or "-") + ("t" if p.free_threaded else ""),
+    """One table row; every cell that comes from the target is made safe for a terminal."""
+    row = [p.pid, p.ppid, safe(p.user or p.uid, 64),
+           safe((p.python or "-") + ("t" if p.free_threaded else ""), 32),
            p.role, f"{p.cpu_percent:.1f}", fmt_rss(p.rss_kb),
-           "yes" if p.blocker is None else f"no: {p.blocker}"]
+           "yes" if p.blocker is None else safe(f"no: {p.blocker}", 200)]
     cmd = p.command
-    row.append(cmd if wide else (cmd[:60] + "…" if len(cmd) > 61 else cmd))
+    row.append(safe(cmd, WIDE_COMMAND) if wide else
+               (safe(cmd[:60]) + "…" if len(cmd) > 61 else safe(cmd)))
     return row
+
+
+WIDE_COMMAND = 4096  # characters of a command line in -o wide (the helper sends at most 4 KiB)
 
 
 PROC_HEADERS = ["PID", "PPID", "USER", "PYTHON", "ROLE", "CPU%", "RSS", "ATTACH", "COMMAND"]

@@ -11,6 +11,7 @@ from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand import progress
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.safe_text import StreamFilter
 
 
 @click.command("exec")
@@ -25,14 +26,18 @@ from kubectl_wand.errors import UsageError, WandError
               help="Characters of output brought back; more is cut with a note.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--raw", is_flag=True,
+              help="On a terminal, pass the code's output as it is; by default only text and "
+                   "colours pass, other control sequences (titles, clearing, cursor moves, "
+                   "carriage returns) are shown escaped.")
 @click.option("--force", is_flag=True,
               help="Run code that would end the target process (os._exit, os.abort, a "
                    "signal to itself…), which is refused otherwise.")
 @fanout_options
 @target_options(short_container=False)
 @kube_options
-def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, force, pid,
-            all_ready, all_processes, max_parallel, **opts):
+def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, raw, force,
+            pid, all_ready, all_processes, max_parallel, **opts):
     """Run Python code inside a live process and bring back its output and exit status.
 
     The code runs in a thread of the target (its main thread only starts it), with globals
@@ -48,7 +53,7 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     filename = path if path and path != "-" else "<kubectl-wand -c>"
     if all_ready or all_processes:
         return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
-                        quiet, pid, all_ready, all_processes, max_parallel, opts)
+                        quiet, pid, all_ready, all_processes, max_parallel, opts, raw)
     _, backend, boxes = resolve(target, opts)
     box = boxes[0]
     with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
@@ -58,19 +63,26 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     if not quiet and output == "text":
         status(f"Running in {box.display}, {session.choice.reason}")
     collected = {"stdout": [], "stderr": []}
+    streams = {"stdout": sys.stdout, "stderr": sys.stderr}
+    # on a terminal, what the code printed may not drive the terminal (unless --raw)
+    filters = {name: StreamFilter() for name, s in streams.items()
+               if not raw and _isatty(s)}
 
     def on_output(stream, data):
         if output == "json":
             collected[stream].append(data)
         else:
-            (sys.stdout if stream == "stdout" else sys.stderr).write(data)
-            (sys.stdout if stream == "stdout" else sys.stderr).flush()
+            f = filters.get(stream)
+            streams[stream].write(f.feed(data) if f else data)
+            streams[stream].flush()
 
     try:
         res = ops.run_code(session, source, filename, timeout, on_output, max_output,
                            ack_timeout)
     finally:
         session.close()
+        for name, f in filters.items():
+            streams[name].write(f.flush())
     if output == "json":
         click.echo(json.dumps({
             "target": box.display, "pid": session.pid, "status": res.status,
@@ -79,7 +91,8 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
             "seconds": res.seconds}, indent=2))
     else:
         if res.traceback:
-            sys.stderr.write(res.traceback)
+            f = filters.get("stderr")
+            sys.stderr.write(f.feed(res.traceback) + f.flush() if f else res.traceback)
         if res.phase == "compile" and res.status:
             raise WandError(f"the code does not compile in the target's Python "
                             f"(PID {session.pid}); nothing ran",
@@ -107,8 +120,15 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     raise SystemExit(res.status or 0)
 
 
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output, quiet, pid,
-             all_ready, all_processes, max_parallel, opts):
+             all_ready, all_processes, max_parallel, opts, raw=False):
     """exec --all / --all-processes: every unit in parallel, results grouped, a summary."""
     from kubectl_wand.cli import fanout as render
     from kubectl_wand.engine import fanout
@@ -125,5 +145,5 @@ def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
     if output == "json":
         render.render_json(results)
     else:
-        render.render_text(results)
+        render.render_text(results, raw=raw)
     raise SystemExit(render.exit_status(results))

@@ -10,6 +10,7 @@ import click
 
 from kubectl_wand.engine import fanout
 from kubectl_wand.engine.fanout import UnitResult
+from kubectl_wand.safe_text import StreamFilter, safe, safe_lines
 
 
 def fanout_options(f):
@@ -28,12 +29,12 @@ def fanout_options(f):
 
 
 def label(r: UnitResult) -> str:
-    return f"{r.target} pid {r.pid if r.pid is not None else '?'}"
+    return f"{safe(r.target, 253)} pid {r.pid if r.pid is not None else '?'}"
 
 
 def headline(r: UnitResult) -> str:
     if r.skipped:
-        return f"=== {label(r)}: skipped ({r.skipped})"
+        return f"=== {label(r)}: skipped ({safe(r.skipped, 300)})"
     if r.error is not None and r.status is None:
         return f"=== {label(r)}: ✗ error ({r.seconds:.2f}s)"
     if r.timed_out:
@@ -47,23 +48,40 @@ def _block(text: str) -> str:
     return text if not text or text.endswith("\n") else text + "\n"
 
 
+def _terminal(out) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def render_text(results: List[UnitResult], body: Callable[[UnitResult], str] = None,
-                out=None):
-    """Groups in unit order, then the summary; everything on stdout (one stream, in order)."""
+                out=None, raw: bool = False):
+    """Groups in unit order, then the summary; everything on stdout (one stream, in order).
+    On a terminal the code's output keeps its colours but no other control sequence (unless
+    ``raw``): it must not retitle, clear or overwrite what the operator reads."""
     out = out or sys.stdout
+    tty = _terminal(out) and not raw
+
+    def shown(text):
+        if not tty or not text:
+            return text
+        f = StreamFilter()
+        return f.feed(text) + f.flush()
+
     for r in results:
         out.write(headline(r) + "\n")
         if r.error is not None:
-            out.write(f"error: {r.error.message}\n")
+            out.write(f"error: {safe_lines(r.error.message)}\n")
             if r.error.hint:
-                out.write(f"hint: {r.error.hint}\n")
+                out.write(f"hint: {safe_lines(r.error.hint)}\n")
         if body is not None and r.ok:
             out.write(_block(body(r)))
-        out.write(_block(r.stdout))
+        out.write(_block(shown(r.stdout)))
         if r.stderr:
-            out.write("--- stderr\n" + _block(r.stderr))
+            out.write("--- stderr\n" + _block(shown(r.stderr)))
         if r.traceback:
-            out.write(_block(r.traceback))
+            out.write(_block(shown(r.traceback)))
         if r.truncated:
             out.write("[kubectl-wand] output truncated (--max-output)\n")
     out.write(summary_line(results) + "\n")

@@ -9,8 +9,9 @@ import click
 from kubectl_wand.cli.common import kube_options, resolve, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.errors import UsageError
+from kubectl_wand.names import LEVELS
+from kubectl_wand.safe_text import safe
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 MAX_SECONDS = 7 * 24 * 3600
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
@@ -64,21 +65,24 @@ def fmt_seconds(s: float) -> str:
 def describe(r) -> str:
     lines = []
     for item in r.data.get("loggers", []):
-        prev = item["previous"]
+        # level names and handler descriptions come from the target's logging: escaped
+        prev = safe(item["previous"], 100)
         if item["previous"] != item["previous_effective"]:
-            prev += f" (effective {item['previous_effective']})"
-        line = f"  {item['logger']}: {prev} -> {item['level']}"
+            prev += f" (effective {safe(item['previous_effective'], 100)})"
+        line = f"  {safe(item['logger'], 200)}: {prev} -> {safe(item['level'], 100)}"
         if item.get("reverts_in"):
-            line += f" (reverts to {item['reverts_to']} in {fmt_seconds(item['reverts_in'])})"
+            line += (f" (reverts to {safe(item['reverts_to'], 100)} in "
+                     f"{safe(fmt_seconds(item['reverts_in']), 40)})")
         if item.get("replaced_revert"):
-            line += (f"; replaced a pending revert to {item['replaced_revert']}"
+            line += (f"; replaced a pending revert to {safe(item['replaced_revert'], 100)}"
                      if item.get("reverts_in") else
-                     f"; cancelled a pending revert to {item['replaced_revert']}")
+                     f"; cancelled a pending revert to {safe(item['replaced_revert'], 100)}")
         lines.append(line)
         if not item.get("existed"):
-            lines.append(f"    note: logger {item['logger']!r} did not exist yet (created)")
-        for why in item.get("filtered_by") or []:
-            lines.append(f"    note: {why}")
+            lines.append(f"    note: logger {safe(repr(item['logger']), 200)} did not exist "
+                         "yet (created)")
+        for why in (item.get("filtered_by") or [])[:20]:
+            lines.append(f"    note: {safe(why, 500)}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,6 @@
 """`kubectl wand ps [TARGET]`: the Python processes in a target, and whether each can be attached."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import click
 from tabulate import tabulate
@@ -9,15 +8,24 @@ from tabulate import tabulate
 from kubectl_wand import progress
 from kubectl_wand.cli.common import (PROC_HEADERS, color_ok, kube_options, proc_row, resolve,
                                      target_options)
-from kubectl_wand.engine.session import Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.engine.listing import list_processes
+from kubectl_wand.safe_text import safe
 
 
-def scan_box(backend, box):
-    try:
-        return box, Session(backend, box, timeout=60).open("ps"), None
-    except WandError as e:
-        return box, [], e
+def cut_notes(results) -> list:
+    """What the helper left out of the listing (bounded per process and in total)."""
+    notes = []
+    for box, procs, _, cut in results:
+        argv = [p.pid for p in procs if p.extra.get("argv_cut")]
+        at = next((p.extra["argv_cut"] for p in procs if p.extra.get("argv_cut")), 0)
+        if argv:
+            notes.append(f"note: {safe(box.display)}: command line of PID "
+                         f"{', '.join(map(str, argv[:10]))}{', …' if len(argv) > 10 else ''} "
+                         f"cut at {safe(at, 12)} bytes (ps -o json: argv_cut)")
+        if cut:
+            notes.append(f"note: {safe(box.display)}: {cut} more "
+                         "process(es) not listed (the list is bounded; Python processes first)")
+    return notes
 
 
 @click.command("ps")
@@ -34,35 +42,39 @@ def command(target, output, all_namespaces, show_all, **opts):
     opts["for_ps"] = True
     _, backend, boxes = resolve(target, opts) if target else _default(opts)
     with progress.spinner(f"listing processes in {len(boxes)} target"
-                          + ("s" if len(boxes) != 1 else "")), \
-            ThreadPoolExecutor(max_workers=min(8, max(1, len(boxes)))) as pool:
-        results = list(pool.map(lambda b: scan_box(backend, b), boxes))
+                          + ("s" if len(boxes) != 1 else "")):
+        results = [(r.box, r.procs, r.error, r.cut) for r in list_processes(backend, boxes)]
     failed = False
     if output == "json":
         out = []
-        for box, procs, err in results:
+        for box, procs, err, cut in results:
             item = {"target": box.display, **box.extra.get("summary", {}),
                     "processes": [p.to_json() for p in procs if p.python or show_all]}
+            if cut:
+                item["processes_not_listed"] = cut
             if err:
                 item["error"] = {"message": err.message, "hint": err.hint, "code": err.code}
                 failed = True
             out.append(item)
         click.echo(json.dumps(out, indent=2))
+        for note in cut_notes(results):
+            click.echo(note, err=True)
     else:
-        kube = any(b.extra.get("summary") for b, _, _ in results)
+        kube = any(b.extra.get("summary") for b, _, _, _ in results)
         multi = kube or len(results) > 1
         rows = []
-        for box, procs, err in results:
+        for box, procs, err, _ in results:
             if kube:
                 sm = box.extra["summary"]
-                prefix = ([sm["namespace"]] if all_namespaces else []) + [
+                prefix = [safe(x, 253) for x in ([sm["namespace"]] if all_namespaces else []) + [
                     sm["pod"], sm["container"], sm["node"] or "-",
-                    "yes" if sm["ready"] else "no", sm["age"]]
+                    "yes" if sm["ready"] else "no", sm["age"]]]
             else:
-                prefix = [box.display] if multi else []
+                prefix = [safe(box.display, 253)] if multi else []
             if err:
                 failed = True
-                rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1) + [f"error: {err.message}"])
+                rows.append(prefix + ["-"] * (len(PROC_HEADERS) - 1)
+                            + [safe(f"error: {err.message}", 300)])
                 continue
             shown = [p for p in procs if p.python or show_all]
             if not shown:
@@ -75,7 +87,9 @@ def command(target, output, all_namespaces, show_all, **opts):
         else:
             headers = (["TARGET"] if multi else []) + PROC_HEADERS
         click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
-    if failed and all(err for _, _, err in results):
+        for note in cut_notes(results):
+            click.echo(note, err=True)
+    if failed and all(err for _, _, err, _ in results):
         raise SystemExit(1)
 
 

@@ -9,6 +9,7 @@ import click
 from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
     target_options
 from kubectl_wand.engine import ops, stacks
+from kubectl_wand.safe_text import safe
 
 
 def short(path: str) -> str:
@@ -22,31 +23,34 @@ def short(path: str) -> str:
 
 def frame_lines(frames: List[list], indent: str = "    ") -> List[str]:
     """Frames come innermost first; shown as a traceback is (most recent call last)."""
-    return [f'{indent}File "{f}", line {ln}, in {fn}' for f, ln, fn in reversed(frames)]
+    return [f'{indent}File "{safe(f, 300)}", line {safe(ln, 12)}, in {safe(fn, 200)}'
+            for f, ln, fn in reversed(frames)]
 
 
 def where(frames: List[list]) -> str:
     if not frames:
         return "(no Python frame)"
-    path = [f"{fn} ({short(f)}:{ln})" for f, ln, fn in reversed(frames)]
+    path = [f"{safe(fn, 200)} ({safe(short(f), 300)}:{safe(ln, 12)})"
+            for f, ln, fn in reversed(frames)]
     return " -> ".join(path[-3:]) if len(path) <= 3 else "… -> " + " -> ".join(path[-3:])
 
 
 def render(snap: dict, display: str, command: str) -> str:
     threads = snap.get("threads") or []
-    out = [f"PID {snap['pid']} in {display}: {command}",
+    # every name, path and command below comes from the target's memory: shown escaped
+    out = [f"PID {snap['pid']} in {safe(display)}: {safe(command, 300)}",
            f"{len(threads)} thread{'s' if len(threads) != 1 else ''} (most recent call last)"]
     for t in threads:
         bits = []
         if t.get("main"):
             bits.append("main thread")
         if t.get("state"):
-            bits.append(f"state {t['state']}")
+            bits.append(f"state {safe(t['state'], 16)}")
         if t.get("wchan"):
-            bits.append(f"waiting in the kernel: {t['wchan']}")
-        name = f' "{t["name"]}"' if t.get("name") else ""
+            bits.append(f"waiting in the kernel: {safe(t['wchan'], 64)}")
+        name = f' "{safe(t["name"], 100)}"' if t.get("name") else ""
         out.append("")
-        out.append(f"Thread {t['tid']}{name}" + (f" ({', '.join(bits)})" if bits else ""))
+        out.append(f"Thread {safe(t['tid'], 20)}{name}" + (f" ({', '.join(bits)})" if bits else ""))
         if t.get("frames") and not t.get("complete", True):
             out.append("    … (outer frames not shown: the stack reader stops at a call "
                        "from C code)")
@@ -58,7 +62,7 @@ def render(snap: dict, display: str, command: str) -> str:
 
         def walk(node, prefix, last):
             t = node["task"]
-            out.append(f"{prefix}{'└── ' if last else '├── '}{t['name']}: "
+            out.append(f"{prefix}{'└── ' if last else '├── '}{safe(t['name'], 100)}: "
                        f"{where(t.get('frames') or [])}"
                        + (" (shown above)" if node["again"] else ""))
             kids = node["children"]
@@ -71,7 +75,7 @@ def render(snap: dict, display: str, command: str) -> str:
     elif tasks == []:
         out.append("asyncio tasks: none")
     else:
-        out.append(f"asyncio tasks: {snap.get('tasks_note') or 'unavailable'}")
+        out.append(f"asyncio tasks: {safe(snap.get('tasks_note') or 'unavailable', 300)}")
     return "\n".join(out)
 
 

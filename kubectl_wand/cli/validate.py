@@ -6,6 +6,7 @@ import json
 import click
 
 from kubectl_wand.cli.common import kube_options, target_options
+from kubectl_wand.safe_text import safe
 from kubectl_wand.targets import parse_target
 
 MARK = {True: "✓", False: "✗", None: "-"}
@@ -16,12 +17,13 @@ def render(report) -> str:
     for c in report.checks:
         if c.section != section:
             section = c.section
-            lines.append(("" if not lines else "\n") + section)
-        lines.append(f"  {MARK[c.ok]} {c.name}: {c.detail}")
+            lines.append(("" if not lines else "\n") + safe(section, 300))
+        # details quote the target (versions, paths, process names): shown escaped
+        lines.append(f"  {MARK[c.ok]} {safe(c.name, 200)}: {safe(c.detail, 1000)}")
         if c.ok is False and c.remedy:
-            lines.append(f"      remedy: {c.remedy}")
+            lines.append(f"      remedy: {safe(c.remedy, 1000)}")
     lines.append("")
-    lines.append(("✓ " if report.verdict else "✗ ") + report.why)
+    lines.append(("✓ " if report.verdict else "✗ ") + safe(report.why, 1000))
     return "\n".join(lines)
 
 

@@ -10,7 +10,9 @@ from typing import Callable, List, Optional
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
 from kubectl_wand.engine.session import CLOSED, Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.names import SIGNALS
+from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
@@ -25,12 +27,11 @@ def pick_process(procs: List[Proc], pid: Optional[int],
     if ask is not None:
         p = ask(c.candidates)
         return Choice(p, f"PID {p.pid} as chosen", c.candidates)
-    listing = "\n".join(f"  PID {p.pid}: {p.command[:100]}" for p in c.candidates)
-    raise WandError(f"several Python processes could be meant:\n{listing}",
-                    "pick one with --pid", code="ambiguous", exit_code=2)
-
-
-SIGNALS = ("USR1", "USR2", "WINCH", "HUP", "URG", "PWR")
+    listing = "\n".join(f"  PID {p.pid}: {safe(p.command, 100)}" for p in c.candidates[:50])
+    if len(c.candidates) > 50:
+        listing += f"\n  … and {len(c.candidates) - 50} more"
+    raise UsageError(f"several Python processes could be meant:\n{listing}",
+                     "pick one with --pid", code="ambiguous")
 
 
 def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
@@ -49,15 +50,13 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
             caught = 0
         return "SIGWINCH" if caught and proc.role not in ("master", "reloader") else None
     if choice not in SIGNALS:
-        raise WandError(f"--signal {choice} is not allowed",
-                        f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage",
-                        exit_code=2)
+        raise UsageError(f"--signal {choice} is not allowed",
+                         f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage")
     if choice in TERMINATING and not _catches(proc, SIGNUM[choice]):
-        raise WandError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
-                        "would terminate the process",
-                        "send only a signal the process handles in Python (the blocked-thread "
-                        "message lists them), or --signal none", code="would-kill",
-                        exit_code=2)
+        raise UsageError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
+                         "would terminate the process",
+                         "send only a signal the process handles in Python (the blocked-thread "
+                         "message lists them), or --signal none", code="would-kill")
     return "SIG" + choice
 
 
@@ -85,7 +84,7 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
         pid = box.extra.get("pid")  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
-    procs = s.open("inject", probe="auto")  # the exact version comes from stage 2
+    procs = s.open("inject")
     if reached is not None:
         reached.set()
     try:
@@ -93,9 +92,10 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
         if choice.proc.blocker_for(remote_exec):
             from kubectl_wand.engine.procs import hint_for
 
-            raise WandError(f"cannot attach to PID {choice.proc.pid}: "
+            verb = "attach to" if remote_exec else "read"
+            raise WandError(f"cannot {verb} PID {choice.proc.pid}: "
                             f"{choice.proc.blocker_for(remote_exec)}",
-                            hint_for(choice.proc), code="not-attachable")
+                            hint_for(choice.proc, remote_exec), code="not-attachable")
         s.signal = nudge_signal(choice.proc, signal)
         where = backend.cache_dir(box) if debugpy else None
         s.select(choice.proc.pid, **({"cache": where, "cache_key": bundle.archive_key()}
@@ -117,30 +117,29 @@ def read_script(path: str) -> bytes:
         data = sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
     else:
         if os.path.isdir(path):
-            raise WandError(f"{path} is a directory, not a script",
-                            "give the path of a Python file (-f FILE), or '-' to read stdin",
-                            code="bad-script", exit_code=2)
+            raise UsageError(f"{path} is a directory, not a script",
+                             "give the path of a Python file (-f FILE), or '-' to read stdin",
+                             code="bad-script")
         try:
             size = os.path.getsize(path)
             if size > MAX_SCRIPT_BYTES:
-                raise WandError(f"{path} is {size} bytes; scripts are limited to "
-                                f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                                "ship data separately and load it from the script",
-                                code="too-large", exit_code=2)
+                raise UsageError(f"{path} is {size} bytes; scripts are limited to "
+                                 f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                                 "ship data separately and load it from the script",
+                                 code="too-large")
             with open(path, "rb") as f:
                 data = f.read(MAX_SCRIPT_BYTES + 1)  # /dev/zero or a FIFO reports size 0
         except OSError as e:
-            raise WandError(f"cannot read {path}: {e.strerror}",
-                            "the script is read on this machine, not in the target; check "
-                            "the path and its permissions", code="bad-script", exit_code=2)
+            raise UsageError(f"cannot read {path}: {e.strerror}",
+                             "the script is read on this machine, not in the target; check "
+                             "the path and its permissions", code="bad-script")
     if len(data) > MAX_SCRIPT_BYTES:
-        raise WandError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                        "ship data separately and load it from the script",
-                        code="too-large", exit_code=2)
+        raise UsageError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                         "ship data separately and load it from the script",
+                         code="too-large")
     if b"\0" in data:
-        raise WandError(f"{path} looks binary (it contains NUL bytes), not Python source",
-                        "exec runs Python source; give a .py file", code="bad-script",
-                        exit_code=2)
+        raise UsageError(f"{path} looks binary (it contains NUL bytes), not Python source",
+                         "exec runs Python source; give a .py file", code="bad-script")
     return data
 
 
@@ -253,11 +252,11 @@ def refuse_fatal(source: bytes, force: bool):
         return
     found = fatal_calls(source)
     if found:
-        raise WandError("this code would end the target process, not just the injected "
-                        "thread:\n  " + "\n  ".join(found),
-                        "sys.exit() ends only the injected code; pass --force if you really "
-                        "mean to stop the process (its container or pod restarts per its "
-                        "restart policy)", code="would-kill", exit_code=2)
+        raise UsageError("this code would end the target process, not just the injected "
+                         "thread:\n  " + "\n  ".join(found),
+                         "sys.exit() ends only the injected code; pass --force if you really "
+                         "mean to stop the process (its container or pod restarts per its "
+                         "restart policy)", code="would-kill")
 
 
 @dataclass
@@ -282,9 +281,23 @@ def clean_text(s: str) -> str:
 def run_code(session: Session, source: bytes, filename: str, timeout: Optional[float],
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
              ack_timeout: float = 5.0) -> ExecResult:
+    # --max-output is enforced here too, not only by the agent in the target: a target that
+    # floods output events costs the operator at most max_output characters of output
+    sent = [0, False]
+
     def on_event(ev):
-        if ev.get("event") == "output":
-            on_output(ev.get("stream", "stdout"), clean_text(ev.get("data", "")))
+        if ev.get("event") != "output":
+            return
+        data = ev.get("data", "")
+        if not isinstance(data, str):
+            data = str(data)
+        room = max_output - sent[0]
+        if len(data) > room:
+            data, sent[1] = data[:max(room, 0)], True
+        if data:
+            sent[0] += len(data)
+            stream = ev.get("stream")
+            on_output(stream if stream in ("stdout", "stderr") else "stdout", clean_text(data))
 
     events = session.request("exec", {"filename": filename, "max_output": max_output},
                              blobs=[("code", source)], timeout=timeout, on_event=on_event,
@@ -296,9 +309,12 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
             if res.traceback:
                 res.traceback = clean_text(res.traceback)
             res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            if res.traceback and len(res.traceback) > max_output:
+                res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
             res.phase = ev.get("phase") or "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
+    res.truncated = bool(res.truncated) or sent[1]
     return res
 
 

@@ -67,9 +67,13 @@ class Proc:
         if not self.readable:
             return "no ptrace permission"
         if self.python is None:
-            return "not Python"
+            why = self.extra.get("not_python")
+            return f"not Python ({why})" if why else "not Python"
         if self.version_tuple < MIN_PYTHON:
             return f"Python {self.python} < 3.14"
+        for key in ("inject_blocker", "helper_blocker"):
+            if self.extra.get(key):
+                return str(self.extra[key])
         if self.remote_debug is False and remote_exec:
             return f"remote debugging disabled ({self.remote_debug_off_by})"
         return None
@@ -81,6 +85,7 @@ class Proc:
             "cpu_percent": self.cpu_percent, "rss_kb": self.rss_kb, "threads": self.threads,
             "cwd": self.cwd, "exe": self.exe, "argv": self.argv,
             "attachable": self.blocker is None, "reason": self.blocker,
+            **({"argv_cut": self.extra["argv_cut"]} if self.extra.get("argv_cut") else {}),
         }
 
 
@@ -168,7 +173,7 @@ def choose(procs: List[Proc], pid: Optional[int] = None, remote_exec: bool = Tru
     if not ok:
         reasons = "; ".join(f"PID {p.pid}: {p.blocker_for(remote_exec)}" for p in pythons)
         raise WandError(f"no attachable Python process in the target ({reasons})",
-                        hint_for(pythons[0]), code="not-attachable")
+                        hint_for(pythons[0], remote_exec), code="not-attachable")
     workers = [p for p in ok if p.role == "worker"]
     mains = [p for p in ok if p.role == "main"]
     if workers:
@@ -189,9 +194,12 @@ def choose(procs: List[Proc], pid: Optional[int] = None, remote_exec: bool = Tru
     return Choice(None, "several Python processes", mains)
 
 
-def hint_for(p: Proc) -> Optional[str]:
-    b = p.blocker or ""
+def hint_for(p: Proc, remote_exec: bool = True) -> Optional[str]:
+    b = p.blocker_for(remote_exec) or ""
     if b.startswith("Python"):
+        if not remote_exec:
+            return ("stacks are read from memory with CPython 3.14's reader, which understands "
+                    "only 3.14 processes; upgrade the app's interpreter")
         return ("sys.remote_exec needs CPython 3.14 or newer in the target; "
                 "upgrade the app's interpreter to attach")
     if b.startswith("remote debugging disabled"):
@@ -202,6 +210,9 @@ def hint_for(p: Proc) -> Optional[str]:
     if b == "zombie":
         return ("the process has exited and only waits for its parent to reap it; pick a live "
                 "process (`kubectl wand ps` lists them)")
-    if b == "not Python":
+    if b.startswith("not Python"):
         return "`kubectl wand ps` lists the Python processes and their PIDs"
+    if "helper" in b and "Python" in b:
+        return ("pass --image with an image that has the target's Python version (the helper "
+                "runs its own interpreter, never the target's)")
     return None

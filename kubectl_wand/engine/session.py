@@ -1,5 +1,6 @@
 """Talk to the injector running beside the target: frames out, JSON events back."""
 
+import collections
 import json
 import os
 import queue
@@ -14,9 +15,74 @@ from kubectl_wand.children import die_with_parent
 from kubectl_wand.engine.procs import Proc, assign_roles
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
+from kubectl_wand.safe_text import safe
 
 CLOSED = {"event": "closed"}
 SILENCE = 2.0  # seconds without a word from the injector before checking on the target
+
+# Bounds on what the injector (relaying the target's agent) can make this process hold: a
+# line longer than MAX_LINE is refused, at most MAX_QUEUED bytes of events wait unread (the
+# reader then stops reading: the pipe, the injector and the agent wait in turn), at most
+# MAX_STDERR bytes of the injector's stderr are kept, at most MAX_EVENTS kept per request.
+MAX_LINE = 4 << 20
+MAX_QUEUED = 4 << 20
+MAX_STDERR = 64 << 10
+MAX_EVENTS = 10000
+
+
+class EventQueue:
+    """A queue of events bounded in bytes, not in count: put() blocks while full."""
+
+    def __init__(self, limit: Optional[int] = None):
+        self.limit, self.size = limit or MAX_QUEUED, 0
+        self.items: "collections.deque" = collections.deque()
+        self.cond = threading.Condition()
+
+    def put(self, ev, size: int = 0):
+        with self.cond:
+            # one event larger than the whole budget still passes, alone
+            while self.size and self.size + size > self.limit:
+                self.cond.wait()
+            self.items.append((ev, size))
+            self.size += size
+            self.cond.notify_all()
+
+    def get(self, timeout: Optional[float] = None):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.items, timeout):
+                raise queue.Empty
+            ev, size = self.items.popleft()
+            self.size -= size
+            self.cond.notify_all()
+            return ev
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+
+class TextTail:
+    """The last ``limit`` bytes of lines (a flood of stray output keeps only its end)."""
+
+    def __init__(self, limit: Optional[int] = None):
+        self.limit, self.size, self.dropped = limit or MAX_STDERR, 0, 0
+        self.lines: "collections.deque[str]" = collections.deque()
+        self.lock = threading.Lock()
+
+    def append(self, line: str):
+        line = line[:self.limit]
+        with self.lock:
+            self.lines.append(line)
+            self.size += len(line) + 1
+            while self.size > self.limit and len(self.lines) > 1:
+                self.size -= len(self.lines.popleft()) + 1
+                self.dropped += 1
+
+    def __iter__(self):
+        with self.lock:
+            items = list(self.lines)
+        if self.dropped:
+            items.insert(0, f"[kubectl-wand: {self.dropped} earlier line(s) not kept]")
+        return iter(items)
 
 # Test hook: WAND_TEST_KILL_AT=stage|inject|ack|forward makes this process SIGKILL itself at
 # that point of an injection (the injector has staged its files / called sys.remote_exec /
@@ -45,16 +111,32 @@ class Channel:
                             f"install {argv[0]} or put it on PATH", code="no-tool")
         except OSError as e:
             raise WandError(f"cannot run {argv[0]}: {e.strerror}", code="no-tool")
-        self.events: "queue.Queue[dict]" = queue.Queue()
+        self.events = EventQueue()
         self.units: Dict[int, "UnitChannel"] = {}  # fan_out(): events tagged with a unit
-        self.stderr: List[str] = []
+        self.stderr = TextTail()
         threading.Thread(target=self._read_out, daemon=True).start()
         self._err_thread = threading.Thread(target=self._read_err, daemon=True)
         self._err_thread.start()
         self._wlock = threading.Lock()
 
-    def _read_out(self):
-        for line in self.proc.stdout:
+    def _lines(self):
+        """The injector's stdout lines, each at most MAX_LINE bytes: a longer one is
+        skipped to its end and replaced by an error event (the target made it up)."""
+        while True:
+            line = self.proc.stdout.readline(MAX_LINE + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE and not line.endswith(b"\n"):
+                skipped = len(line)
+                while line and not line.endswith(b"\n"):
+                    line = self.proc.stdout.readline(MAX_LINE + 1)
+                    skipped += len(line)
+                yield len(line), {"event": "error", "code": "too-large", "message": (
+                    f"the injector relayed an event of {skipped} bytes (over "
+                    f"{MAX_LINE >> 20} MiB) from the target; it was dropped"),
+                    "hint": "the target's process sent more than kubectl-wand accepts; "
+                            "this is not something the agent does: check the target"}
+                continue
             line = line.strip()
             if not line:
                 continue
@@ -65,20 +147,27 @@ class Channel:
             if not isinstance(ev, dict):  # not one of the injector's events
                 self.stderr.append(line.decode("utf-8", "replace"))
                 continue
+            yield len(line), ev
+
+    def _read_out(self):
+        for size, ev in self._lines():
             unit = self.units.get(ev.pop("unit", None))
             if unit is None:
-                self.events.put(ev)
+                self.events.put(ev, size)
                 if ev.get("event") == "error":  # the fanned-out injector failed as a whole
                     for u in list(self.units.values()):
                         u.events.put(ev)
             else:
-                unit.events.put(CLOSED if ev.get("event") == "exit" else ev)
+                unit.events.put(CLOSED if ev.get("event") == "exit" else ev, size)
         self.events.put(CLOSED)
         for unit in list(self.units.values()):
             unit.events.put(CLOSED)
 
     def _read_err(self):
-        for line in self.proc.stderr:
+        while True:
+            line = self.proc.stderr.readline(MAX_STDERR)  # bounded, even without newlines
+            if not line:
+                return
             self.stderr.append(line.decode("utf-8", "replace").rstrip())
 
     def send_bytes(self, data: bytes, header: str = ""):
@@ -131,7 +220,7 @@ class UnitChannel:
 
     def __init__(self, parent: Channel, unit: int):
         self.parent, self.unit = parent, unit
-        self.events: "queue.Queue[dict]" = queue.Queue()
+        self.events = EventQueue()
         self.done = False
 
     next = Channel.next
@@ -177,11 +266,11 @@ def describe_blocked(where: dict) -> str:
     frames = where.get("frames") or []
     lines = ["main thread stack (most recent call last):"]
     for filename, lineno, func in reversed(frames[:12]):
-        lines.append(f"  {filename}:{lineno} in {func}")
+        lines.append(f"  {safe(filename, 300)}:{safe(lineno, 12)} in {safe(func, 200)}")
     if not frames:
         lines.append("  (unreadable)")
     if where.get("wchan"):
-        lines.append(f"  … waiting in the kernel ({where['wchan']})")
+        lines.append(f"  … waiting in the kernel ({safe(where['wchan'], 64)})")
     return "\n".join(lines)
 
 
@@ -197,21 +286,21 @@ class Session:
         self.signal: Optional[str] = None  # sent if the main thread does not pick up at once
         self.stage2: dict = {}  # stage 2's first event: exact version, cached debugpy…
 
-    def open(self, op: str = "inject", probe: bool = True) -> List[Proc]:
-        for attempt in (1, 2):
+    def open(self, op: str = "inject") -> List[Proc]:
+        for attempt in range(1, 9):
             self.chan = Channel(self.backend.injector_argv(self.box))
             # a helper's own cache directory keeps the injector compiled (payload.LOADER)
             where = self.backend.cache_dir(self.box)
             self.chan.send_bytes(payload.source("injector").encode(), header=(
                 f" {where} {payload.source_key('injector')}"
                 if where and len(where.split()) == 1 else ""))
-            self.chan.send({"op": op, "probe": probe})
+            self.chan.send({"op": op, "trust": self.backend.trust(self.box)})
             ev = self.chan.next(self.timeout)
             if ev.get("event") == "procs":
                 break
             raise_for(ev)
             err = self.chan.stderr_text()
-            if attempt == 1 and self.backend.recover(self.box, err):
+            if attempt < 8 and self.backend.recover(self.box, err):
                 continue
             raise self.backend.explain_failure(self.box, err)
         self.meta = ev
@@ -264,7 +353,13 @@ class Session:
                 raise WandError("the injector stopped unexpectedly" + (f": {err}" if err else ""),
                                 "the target or its container may have stopped; check it and "
                                 "retry with -v", code="injector-exited")
-            seen.append(ev)
+            if ev.get("event") != "output":  # output is for on_event only: never piled up
+                seen.append(ev)
+                if len(seen) > MAX_EVENTS:
+                    raise WandError(f"the target sent over {MAX_EVENTS} events for one "
+                                    "request; stopped listening to it",
+                                    "the agent never does this: check the target",
+                                    code="too-many-events")
             if ev.get("event") in KILL_AT_EVENT:
                 kill_point(KILL_AT_EVENT[ev["event"]])
             if on_event:

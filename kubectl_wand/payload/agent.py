@@ -164,6 +164,10 @@ def _uninstall(name, r, ident):
         st.routers.pop(name, None)
 
 
+OUTPUT_CHUNK = 65536  # characters per output event: one big write is sent in pieces
+MAX_TRACEBACK = 256 * 1024  # characters of a traceback sent back (its two ends)
+
+
 class Capture:
     def __init__(self, chan, limit):
         self.chan, self.limit, self.sent, self.truncated = chan, limit, 0, False
@@ -201,7 +205,9 @@ class Capture:
         self.buf = []
         self.last = time.monotonic()
         for stream, parts in out.items():
-            self.chan.send("output", stream=stream, data="".join(parts))
+            data = "".join(parts)
+            for i in range(0, len(data), OUTPUT_CHUNK):  # lines stay small (bounded readers)
+                self.chan.send("output", stream=stream, data=data[i:i + OUTPUT_CHUNK])
 
     def finish(self):
         for stream, dec in self.decoders.items():
@@ -244,6 +250,8 @@ def do_exec(chan, params):
         else:  # the user's frames only, not this function's
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next))
         tb = clean(tb)
+        if len(tb) > MAX_TRACEBACK:  # one event, one line: keep it under the readers' bound
+            tb = tb[:MAX_TRACEBACK // 2] + "\n[… traceback cut …]\n" + tb[-MAX_TRACEBACK // 2:]
     finally:
         with state().io_lock:
             for name, r in routers.items():

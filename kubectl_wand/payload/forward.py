@@ -2,6 +2,7 @@
 
 Runs in the helper, which shares the target's network namespace: the debug server never
 listens anywhere but loopback, and this is how a client on the user's machine reaches it.
+Bounded: at most 64 KiB is held at a time; each side blocks until the other took it.
 """
 
 import os

@@ -10,10 +10,17 @@ import sys
 import time
 
 LOCK = "/tmp/kubectl-wand-helper.lock"
+PYTHON = "/tmp/kubectl-wand-python"  # this helper's own interpreter, for later `exec`s
 
 
 def main():
     idle = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
+    tmp = "%s.%d" % (PYTHON, os.getpid())
+    try:
+        os.symlink(sys.executable, tmp)
+        os.rename(tmp, PYTHON)
+    except OSError:
+        pass
     fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     last = time.time()
     while True:

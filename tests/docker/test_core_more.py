@@ -15,37 +15,81 @@ from tests.conftest import WAND, Attached, breakpoint_line, host_pid, wand
 HTTP = ("python3", "/app/http_app.py")
 
 
-def test_local_pid_exec_and_attach_into_another_mount_and_net_namespace(app):
-    """pid/N: the CLI's own Python (3.11 here) runs the injector, which chroots into the
-    target's root and becomes its 3.14 interpreter; the port is relayed via nsenter."""
+def test_local_pid_of_a_containerised_process_is_refused(app):
+    """pid/N of a process in a container: its interpreter and stdlib are the container's,
+    which its processes can change; the host's root never runs them. Refused with the
+    container's own form as the remedy, nothing staged, and `ps local` says why."""
     c = app(*HTTP)
     pid = host_pid(c)
-    cp = wand("exec", f"pid/{pid}", "-c", "import sys; print(sys.version_info[:2])")
-    assert cp.returncode == 0, cp.stderr
-    assert cp.stdout.strip() == "(3, 14)"
+    cp = wand("exec", f"pid/{pid}", "-c", "print(1)")
+    assert cp.returncode == 1
+    assert "runs in a container" in cp.stderr and c.id()[:12] in cp.stderr, cp.stderr
+    assert "docker/" in cp.stderr
     assert c.staged() == []
-    line = breakpoint_line("http_app.py")
-    with Attached(f"pid/{pid}", "--local-port", "0") as a:
-        dap = DAPClient("127.0.0.1", a.port)
-        dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = subprocess.Popen(["docker", "exec", c.name, "python3", "-c",
-                                "import urllib.request as u;u.urlopen('http://127.0.0.1:8000/p')"])
-        stop = dap.stopped_locals(timeout=30)
-        assert stop["locals"]["greeting"] == "'hello /p'"
-        dap.request("continue", threadId=stop["thread"])
-        req.wait(timeout=30)
-        dap.close()
-        rc, err = a.stop()
-    assert rc == 0, err
-    assert 5679 not in {p for _, p in c.listening()}
-
-
-def test_ps_local_lists_container_pythons_from_the_host(app):
-    c = app(*HTTP)
-    pid = int(host_pid(c))
     data = json.loads(wand("ps", "local", "-o", "json").stdout)
-    procs = {p["pid"]: p for p in data[0]["processes"]}
-    assert procs[pid]["python"].startswith("3.14") and procs[pid]["attachable"]
+    row = {p["pid"]: p for p in data[0]["processes"]}[int(pid)]
+    assert row["python"].startswith("3.14") and not row["attachable"]
+    assert "runs in a container" in row["reason"]
+
+
+# The host, simulated inside a container of the bed image so that its Python is 3.14: the CLI
+# runs as root with SYS_PTRACE on its own filesystem; the app user owns a copy of the
+# interpreter tree (uv/pyenv style) with code planted where the old design ran it as root.
+PLANT = ("import os, sys\nif os.geteuid() == 0: "
+         "open('/pwned-%d' % os.getpid(), 'w').write(repr(sys.argv))\n")
+HOST_SETUP = r"""
+set -e
+mkdir -p /home/app/py/bin /home/app/py/lib
+cp /usr/bin/python3.14 /home/app/py/bin/python3.14
+cp -a /usr/lib/python3.14 /home/app/py/lib/python3.14
+printf '%s' "$PLANT" >> /home/app/py/lib/python3.14/encodings/__init__.py
+rm -f /home/app/py/lib/python3.14/sitecustomize.py  # Debian: a link to /etc/python3.14/
+printf '%s' "$PLANT" > /home/app/py/lib/python3.14/sitecustomize.py
+chown -R 1000:1000 /home/app
+echo SETUP-DONE
+"""
+
+
+def test_local_pid_never_runs_a_user_owned_interpreter_as_root(docker, tmp_path):
+    import sys
+    import uuid
+
+    from tests.conftest import IMAGE, ROOT, remove_container, wait_for_line
+
+    site = [p for p in sys.path if p.endswith("site-packages")][0]
+    name = "wand-host-" + uuid.uuid4().hex[:8]
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "--network", "none",
+                    "--cap-add", "SYS_PTRACE", "-v", f"{ROOT}:/src:ro", "-v", f"{site}:/deps:ro",
+                    "-e", "PYTHONPATH=/src:/deps", "-e", "PYTHONDONTWRITEBYTECODE=1",
+                    "-e", "PLANT=" + PLANT, IMAGE, "sleep", "600"], check=True,
+                   capture_output=True)
+    try:
+        def sh(cmd, user="0", timeout=60):
+            return subprocess.run(["docker", "exec", "-u", user, name, "sh", "-c", cmd],
+                                  capture_output=True, text=True, timeout=timeout)
+
+        assert "SETUP-DONE" in sh(HOST_SETUP).stdout
+        app = subprocess.Popen(["docker", "exec", "-u", "1000", name, "/home/app/py/bin/python3.14",
+                                "-u", "-c", "import time\nprint('READY', flush=True)\n"
+                                "while True: time.sleep(0.05)"],
+                               stdout=subprocess.PIPE, text=True)
+        wait_for_line(app.stdout, lambda line: "READY" in line, 30)
+        pid = sh("pgrep -u 1000 -f home/app/py || for p in /proc/[0-9]*; do "
+                 "case $(readlink $p/exe) in /home/app/py/*) echo ${p#/proc/};; esac; done"
+                 ).stdout.split()[0]
+        cli = "python3 -m kubectl_wand "
+        ps = sh(cli + "ps local -o json")
+        row = {p["pid"]: p for p in json.loads(ps.stdout)[0]["processes"]}[int(pid)]
+        assert row["python"].startswith("3.14") and row["attachable"], ps.stderr
+        out = sh(cli + f"exec pid/{pid} -c 'import sys; print(sys.executable, sys.prefix)'")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["/home/app/py/bin/python3.14", "/home/app/py"]
+        assert sh(cli + f"stacks pid/{pid}").returncode == 0
+        # the planted code ran only as the app itself (uid 1000), never as root
+        assert sh("cat /pwned-* 2>/dev/null").stdout.strip() == ""
+        app.kill()
+    finally:
+        remove_container(name)
 
 
 def test_read_only_root_filesystem_stages_in_dev_shm(app):
@@ -94,9 +138,7 @@ def test_wait_for_client_holds_the_main_thread_until_an_editor_connects(app):
     c = app("python3", "/app/busy.py")
     with Attached(f"docker/{c.name}", "--local-port", "0", "--wait-for-client") as a:
         # The main thread waits: its stack shows debugpy's wait, read without running code.
-        helper = "kubectl-wand-helper-" + subprocess.run(
-            ["docker", "inspect", "-f", "{{.Id}}", c.name], capture_output=True,
-            text=True).stdout.strip()[:12]
+        helper = c.helper_name()
         where = subprocess.run(["docker", "exec", helper, "python3", "-c",
                                 "import _remote_debugging as r\n"
                                 "for t in r.RemoteUnwinder(1, all_threads=True).get_stack_trace():\n"

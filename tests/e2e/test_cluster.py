@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from kubectl_wand.cli.demo import APP, APP_PATH, BREAK_LINE, WRITE_APP
+from kubectl_wand.engine.demo import APP, APP_PATH, BREAK_LINE, WRITE_APP
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, wait_for_line
 

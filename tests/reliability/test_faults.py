@@ -156,12 +156,15 @@ def test_kill_9_of_the_cli_with_a_debugger_client_connected(ticker):
 
 
 def test_helper_side_injector_killed_leaves_an_orphan_the_next_injection_collects(ticker):
+    audits = ticker.logs().count("op=exec")
     p = subprocess.Popen([WAND, "exec", f"docker/{ticker.name}", "-c",
-                          "import time\ntime.sleep(2)\nprint('done')"],
+                          "import time\ntime.sleep(4)\nprint('done')"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    poll(lambda: host_pids(ticker, "kubectl-wand-stage2"), what="the injector")
+    # stage 2 runs in the helper's injector process itself (its own interpreter can inject);
+    # the code runs once the agent has logged its audit line: the staging directory is there
+    poll(lambda: ticker.logs().count("op=exec") > audits, what="the agent's audit line")
     staged = poll(lambda: ticker.health()["staged"], what="the staging directory")
-    for pid in host_pids(ticker, "kubectl-wand-stage2"):
+    for pid in host_pids(ticker, "kubectl-wand-injector"):
         os.kill(pid, signal.SIGKILL)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "the injector stopped unexpectedly" in err, err

@@ -91,7 +91,7 @@ def test_names_with_shell_metacharacters_newlines_and_unicode(shared, tmp_path):
 
 def test_pid_of_a_non_python_process(shared):
     assert_message(exec_(shared, "--pid", str(shared.sleep_pid), "-c", "print(1)"),
-                   f"no Python process with PID {shared.sleep_pid}", "kubectl wand ps")
+                   f"PID {shared.sleep_pid}: not Python (no CPython runtime in", "kubectl wand ps")
     assert_message(exec_(shared, "--pid", "99999", "-c", "print(1)"),
                    "no Python process with PID 99999")
     # the same process by its host PID (the local backend: the host's process table)
@@ -99,13 +99,13 @@ def test_pid_of_a_non_python_process(shared):
                           capture_output=True, text=True).stdout
     sleep_host = next(int(ln.split()[0]) for ln in host.splitlines() if "sleep 100000" in ln)
     assert_message(wand("exec", f"pid/{sleep_host}", "-c", "print(1)"),
-                   f"no Python process with PID {sleep_host}")
+                   f"PID {sleep_host}: not Python (no CPython runtime in")
 
 
 def test_pid_1_of_a_non_python_container(app_module):
     c = app_module("sleep", "100000", ready=None)
-    assert_message(exec_(c, "--pid", "1", "-c", "print(1)"), "no Python process with PID 1",
-                   "kubectl wand ps")
+    assert_message(exec_(c, "--pid", "1", "-c", "print(1)"),
+                   "PID 1: not Python (no CPython runtime in /usr/bin/sleep)", "kubectl wand ps")
     assert_message(exec_(c, "-c", "print(1)"), "no Python process found")
     c.assert_healthy(None)
 

@@ -174,3 +174,47 @@ def test_nvim_dap_snippet():
     assert 'remoteRoot = "/app\\n\\001",' in lua
     assert "justMyCode = false," in lua
     assert lua.count("{") == lua.count("}")
+
+
+# ------------------------------------------------------------------ values from the target
+
+@pytest.mark.parametrize("root, why", [
+    ("/app/${command:workbench.action.terminal.new}", "${"),
+    ("/app/${env:HOME}", "${"),
+    ("app/src", "absolute"),
+    ("/app/\x1b]0;x\x07", "control"),
+    ("/app/\u202egnp.py", "control"),
+    ('/app/"quoted"', "quotes"),
+    ("/app/a\nb", "control"),
+    ("/app\\", "quotes"),
+    ("/" + "a" * 2000, "longer"),
+])
+def test_safe_config_refuses_hostile_remote_root(root, why):
+    cfg = vscode_config("kubectl-wand: docker/app", "127.0.0.1", 5679, root)
+    out, warnings = editors.safe_config(cfg, fallbacks=["/srv"])
+    assert out["pathMappings"][0]["remoteRoot"] == "/srv"
+    assert len(warnings) == 1 and why in warnings[0] and "/srv" in warnings[0]
+    assert "\x1b" not in warnings[0] and "\n" not in warnings[0]
+    assert out["pathMappings"][0]["localRoot"] == "${workspaceFolder}"  # ours, kept
+    assert cfg["pathMappings"][0]["remoteRoot"] == root  # the input is not changed
+    lua = editors.nvim_dap_snippet(out)
+    assert "${" not in lua and '"/srv"' in lua
+
+
+def test_safe_config_fallback_also_checked():
+    cfg = vscode_config("n", "127.0.0.1", 1, "/a/${env:X}")
+    out, _ = editors.safe_config(cfg, fallbacks=["/b/${env:X}", "rel"])
+    assert out["pathMappings"][0]["remoteRoot"] == "/"
+
+
+@pytest.mark.parametrize("root", ["/app", "/srv/my app", "/home/ü/proj", "/opt/app-1.2_x"])
+def test_safe_config_keeps_legitimate_roots(root):
+    cfg = vscode_config("kubectl-wand: deploy/app", "127.0.0.1", 5679, root)
+    out, warnings = editors.safe_config(cfg)
+    assert out == cfg and warnings == []
+
+
+def test_safe_config_name():
+    cfg = vscode_config("kubectl-wand: ${env:X}", "127.0.0.1", 5679, "/app")
+    out, warnings = editors.safe_config(cfg)
+    assert out["name"] == "kubectl-wand" and warnings

@@ -131,7 +131,8 @@ def test_pick_process_long_command_cut_at_100():
     with pytest.raises(WandError) as ei:
         ops.pick_process(assign_roles(procs), None)
     first = ei.value.message.splitlines()[1]
-    assert first == "  PID 1: " + ("python3 /a.py " + "x" * 300)[:100]
+    assert first == ("  PID 1: " + ("python3 /a.py " + "x" * 300)[:100]
+                     + "…[214 more characters]")
 
 
 @pytest.mark.parametrize("argv, cwd, root", [

@@ -27,7 +27,6 @@ def fake(tmp_path, monkeypatch):
     (proc / "self").mkdir()  # not a PID: skipped by scan
     monkeypatch.setattr(injector, "PROC", str(proc))
     monkeypatch.setattr(injector, "_passwd", {})
-    monkeypatch.setattr(injector, "_probe_cache", {})
 
     def add(pid, argv, exe="/usr/local/bin/python3.14", env=(), ppid=1, uid=1000, state="S",
             comm="python3", rss="  20480 kB", utime=300, stime=100, start=1000, cwd="/srv",
@@ -60,7 +59,7 @@ def fake(tmp_path, monkeypatch):
 
 
 def info(pid):
-    return injector.proc_info(pid, UPTIME, probe=False)
+    return injector.proc_info(pid, UPTIME)
 
 
 def test_import_does_not_run_main():
@@ -96,7 +95,7 @@ def test_python_314_process(fake):
 ])
 def test_cpu_percent(fake, utime, stime, start, uptime, pct):
     fake(11, ["python3.14", "x.py"], utime=utime, stime=stime, start=start)
-    assert injector.proc_info(11, uptime, probe=False)["cpu_percent"] == pct
+    assert injector.proc_info(11, uptime)["cpu_percent"] == pct
 
 
 def test_cpu_percent_uses_kernel_clock(fake):
@@ -118,10 +117,11 @@ def test_python_313(fake):
     assert i["python"] == "3.13" and i["free_threaded"] is False
 
 
-def test_non_python_is_left_out(fake):
+def test_non_python_is_listed_with_why(fake):
     fake(14, ["nginx: master process /usr/sbin/nginx -g daemon off;"], exe="/usr/sbin/nginx",
          comm="nginx")
-    assert info(14) is None
+    i = info(14)
+    assert i["python"] is None and i["not_python"] == "no CPython runtime in /usr/sbin/nginx"
 
 
 @pytest.mark.parametrize("env", [
@@ -171,7 +171,7 @@ def test_version_from_exe_and_maps(fake, exe, maps, version, ft):
     fake(17, ["server"], exe=exe, maps=maps)
     i = info(17)
     if version is None:
-        assert i is None
+        assert i["python"] is None
     else:
         assert (i["python"], i["free_threaded"]) == (version, ft)
 
@@ -247,16 +247,6 @@ def test_same_root_and_alive(fake, tmp_path):
     assert injector.alive(999, 777) is False
 
 
-def test_probe_version_asks_the_binary(fake):
-    exe = os.path.realpath(sys.executable)
-    fake(26, [exe, "app.py"], exe=exe, root="/")
-    want = (sys.version.split()[0], False)
-    assert injector.probe_version(26, exe) == want
-    i = injector.proc_info(26, UPTIME, probe=True)
-    assert (i["python"], i["free_threaded"]) == want
-    assert list(injector._probe_cache.values()) == [want]  # one run, then cached
-
-
 def test_scan(fake, monkeypatch):
     fake(40, ["/usr/local/bin/python3.14", "-m", "uvicorn", "app:app"], ppid=0)
     fake(41, ["/usr/sbin/nginx"], exe="/usr/sbin/nginx")
@@ -266,7 +256,7 @@ def test_scan(fake, monkeypatch):
     (fake.proc / "43").mkdir()  # exited while we looked: no files left
     d = fake(44, ["python3.14", "x.py"])
     (d / "stat").write_text("44 (python3) S 1\n")  # truncated: IndexError, skipped
-    got = injector.scan(probe=False)
+    got = [p for p in injector.scan() if p["python"]]
     assert [p["pid"] for p in got] == [5, 40]
     assert got[0]["python"] == "3.13" and got[1]["python"] == "3.14"
     assert got[1]["cpu_percent"] == round(100.0 * 400 / TCK / (UPTIME - 1000 / TCK), 1)
@@ -274,7 +264,7 @@ def test_scan(fake, monkeypatch):
 
 
 def test_scan_empty(fake):
-    assert injector.scan(probe=False) == []
+    assert injector.scan() == []
 
 
 @pytest.mark.parametrize("name", ["injector", "idle", "forward"])

@@ -66,8 +66,7 @@ def test_other_entries_are_left_alone(base, tmp_path):
 
 def test_kept_while_its_process_lives_then_released(base):
     dead = orphan(base)
-    me = injector.proc_info(os.getpid(), float(open("/proc/uptime").read().split()[0]),
-                            probe=False)
+    me = injector.proc_info(os.getpid(), float(open("/proc/uptime").read().split()[0]))
     fd = os.open(dead + "/keep", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, json.dumps([os.getpid(), me["start_ticks"]]).encode())
     os.close(fd)

@@ -242,8 +242,9 @@ class Cluster:
 
         def start(pod):
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-            image = pod["spec"]["containers"][0]["image"] if core.image_present(pod["spec"]["containers"][0]["image"]) else self.image
-            core.run_sandbox(self.id, ns, name, image)
+            # the pod's "pause" container: the bed image whatever the app's image (a kubelet's
+            # sandbox never has the app's layout; the port-forward relay runs here)
+            core.run_sandbox(self.id, ns, name, self.image)
             sandbox = pod["_standin"]["sandbox"]
             for c in pod["spec"]["containers"]:
                 if not core.image_present(c["image"]):

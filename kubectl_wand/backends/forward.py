@@ -10,6 +10,12 @@ from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.log import trace
 
+# Relays copy at most CHUNK bytes at a time and block on the slower side (backpressure: no
+# buffer grows with what either end sends); at most MAX_CONNECTIONS are served at once, so
+# a burst of connections cannot start an unbounded number of relay processes.
+CHUNK = 65536
+MAX_CONNECTIONS = 16
+
 
 def listen_local(port: int, host: str = "127.0.0.1") -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -41,6 +47,7 @@ class StdioForwarder:
         self.local_port = self.sock.getsockname()[1]
         self.procs: List[subprocess.Popen] = []
         self.closed = False
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.prespawn, self.ahead, self.ahead_lock = prespawn, None, threading.Lock()
         if prespawn:
             self._refill()
@@ -83,7 +90,16 @@ class StdioForwarder:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            if not self.slots.acquire(blocking=False):
+                conn.close()  # over MAX_CONNECTIONS: refused, the others go on
+                continue
+            threading.Thread(target=self._serve_slot, args=(conn,), daemon=True).start()
+
+    def _serve_slot(self, conn):
+        try:
+            self._serve(conn)
+        finally:
+            self.slots.release()
 
     def _serve(self, conn):
         argv = self.relay_argv()
@@ -101,7 +117,7 @@ class StdioForwarder:
         def up():
             try:
                 while True:
-                    data = conn.recv(65536)
+                    data = conn.recv(CHUNK)
                     if not data:
                         break
                     p.stdin.write(data)
@@ -116,7 +132,7 @@ class StdioForwarder:
         threading.Thread(target=up, daemon=True).start()
         try:
             while True:
-                data = p.stdout.read1(65536)
+                data = p.stdout.read1(CHUNK)
                 if not data:
                     break
                 conn.sendall(data)
@@ -222,7 +238,7 @@ class TcpForwarder(StdioForwarder):
         def pump(a, b):
             try:
                 while True:
-                    data = a.recv(65536)
+                    data = a.recv(CHUNK)
                     if not data:
                         break
                     b.sendall(data)
