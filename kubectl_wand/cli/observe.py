@@ -1,7 +1,9 @@
 """Rendering helpers shared by `trace` and `profile` (not a subcommand)."""
 
 from kubectl_wand.engine.fanout import UnitResult
-from kubectl_wand.safe_text import safe  # noqa: F401  (the one sanitizer, issue 13)
+from kubectl_wand.safe_text import safe  # the one sanitizer (issue 13)
+
+__all__ = ["safe", "unit_label"]
 
 
 def unit_label(r: UnitResult) -> str:
