@@ -23,6 +23,7 @@ import types
 TOOL_NAME = "kubectl-wand-trace"
 TOOL_IDS = (4, 3, 5)  # never 0-2: debuggers, coverage and cProfile expect those
 MAX_REPR = 1000
+BATCH_EVERY = 0.1  # seconds between writes of hits to the CLI
 QUEUE_MAX = 1000
 STATS_EVERY = 2.0
 
@@ -138,6 +139,12 @@ class Trace:
         self.burst = max(1.0, self.rate)  # a full second's worth at once, then the rate
         self.tokens, self.stamp = self.burst, time.monotonic()
         self.reported = set()  # (location, what) whose error was sent once
+        # Over the rate, a code object's LINE events are switched off until the next token is
+        # due (resume_loop): a hot line then runs uninstrumented between hits instead of
+        # calling us each time (drops while paused are not seen, so "dropped" is a minimum)
+        self.paused = set()
+        self.wake = threading.Event()
+        self.pauses = 0
         self.tool = None
         self.codes = []
         self.wanted = {}  # (code, line) -> location label
@@ -204,8 +211,32 @@ class Trace:
         for c in self.codes:
             mon.set_local_events(self.tool, c, mon.events.LINE)
 
+    def resume_loop(self):
+        """Switch paused code objects' events back on when the next token is due."""
+        while not self.stop.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            if not self.paused:
+                continue
+            due = (1.0 - (self.tokens + (time.monotonic() - self.stamp) * self.rate)) / self.rate
+            if self.stop.wait(max(0.0, due)):
+                return
+            with self.lock:
+                codes, self.paused = self.paused, set()
+                if self.tool is None:
+                    return
+                for c in codes:
+                    try:
+                        sys.monitoring.set_local_events(self.tool, c, sys.monitoring.events.LINE)
+                    except Exception:
+                        pass
+
     def unregister(self):
         """Events off, callback gone, id free: nothing of the trace stays registered."""
+        with self.lock:
+            self._unregister()
+
+    def _unregister(self):
         if self.tool is None:
             return
         mon, tid, self.tool = sys.monitoring, self.tool, None
@@ -224,6 +255,14 @@ class Trace:
             return sys.monitoring.DISABLE  # another line of a traced function: off for good
         if self.where is None and self.tokens + (_now() - self.stamp) * self.rate < 1.0:
             self.dropped += 1  # the hot path: over the rate, nothing evaluated
+            if code not in self.paused and self.tool is not None:
+                self.paused.add(code)
+                self.pauses += 1
+                try:
+                    sys.monitoring.set_local_events(self.tool, code, 0)
+                except Exception:
+                    pass
+                self.wake.set()
             return None
         if self.stop.is_set():
             return None
@@ -318,6 +357,9 @@ class Trace:
                 ev = None
             if ev is not None:
                 self.flush(ev)
+                # batch: one write (and one wake-up of this thread) per BATCH_EVERY at most,
+                # so the app's threads do not hand the GIL over for every hit
+                self.stop.wait(BATCH_EVERY)
             if deadline is not None and time.monotonic() >= deadline:
                 self.finish("for")
             if self.stop.is_set():
@@ -346,7 +388,7 @@ class Trace:
 
     def stats(self):
         return {"hits": self.hits, "dropped": self.dropped, "lost": self.lost,
-                "errors": self.errors}
+                "errors": self.errors, "paused": self.pauses}
 
 
 def run(chan, params):
@@ -370,6 +412,9 @@ def run(chan, params):
     chan.send("tracing", pid=os.getpid(), tool_id=t.tool, locations=resolved)
     watcher = threading.Thread(target=t.watch, name="kubectl-wand-trace-watch", daemon=True)
     watcher.start()
+    resumer = threading.Thread(target=t.resume_loop, name="kubectl-wand-trace-resume",
+                               daemon=True)
+    resumer.start()
     try:
         t.send_loop()
     finally:
@@ -380,4 +425,5 @@ def run(chan, params):
         except OSError:
             pass
         watcher.join(5)
+        resumer.join(5)
         chan.close()
