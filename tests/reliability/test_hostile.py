@@ -98,6 +98,13 @@ def test_ps_shows_hostile_argv_escaped(hostile):
     assert "\x1b" not in cp.stdout
 
 
+def test_validate_quotes_the_process_escaped(hostile):
+    cp = wand("validate", f"docker/{hostile.name}")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "\\x1b]0;ARGV\\x07" in cp.stdout and "attach would work" in cp.stdout
+    assert "\x1b" not in cp.stdout + cp.stderr
+
+
 def test_stacks_show_hostile_thread_function_file_and_task_names_escaped(hostile):
     rc, out = wand_tty("stacks", f"docker/{hostile.name}")
     assert rc == 0, out
