@@ -21,6 +21,7 @@ from tests.reliability.conftest import MOUNT
 
 HOSTILE = ("python3", "/srv/hostile.py")
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
+SPINNER = re.compile(r"\r\x1b\[K")  # progress.py clears its line so
 RSS_WRAPPER = ("import atexit, resource, sys\n"
                "atexit.register(lambda: sys.stderr.write('MAXRSS_KB=%d\\n' % "
                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
@@ -72,8 +73,8 @@ def wand_tty(*args, timeout=60):
 
 def assert_inert(text):
     """No control character reaches the terminal but newlines, tabs, CRs of CRLF (the pty
-    adds them) and colour sequences (SGR)."""
-    rest = SGR.sub("", text).replace("\r\n", "\n")
+    adds them), colour sequences (SGR) and our own spinner's line clearing."""
+    rest = SGR.sub("", SPINNER.sub("", text)).replace("\r\n", "\n")
     bad = [c for c in rest if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0
            or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
     assert not bad, (bad[:10], rest[-3000:])
