@@ -309,17 +309,25 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
     res = ExecResult(status=None, events=events)
     for ev in events:
         if ev.get("event") == "result":
-            res.status, res.traceback = ev.get("status"), ev.get("traceback")
-            if res.traceback:
-                res.traceback = clean_text(res.traceback)
-            res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            # the agent ran in the target: every field is checked for its type (a string
+            # status would reach the terminal raw through SystemExit)
+            res.status = _int_or_none(ev.get("status"))
+            tb = ev.get("traceback")
+            res.traceback = clean_text(tb) if isinstance(tb, str) and tb else None
+            res.truncated = ev.get("truncated") is True
+            seconds = ev.get("seconds")
+            res.seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
             if res.traceback and len(res.traceback) > max_output:
                 res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
-            res.phase = ev.get("phase") or "run"
+            res.phase = "compile" if ev.get("phase") == "compile" else "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
     res.truncated = bool(res.truncated) or sent[1]
     return res
+
+
+def _int_or_none(v) -> Optional[int]:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def remote_root(proc: Proc) -> str:
@@ -361,6 +369,10 @@ class Attachment:
             ack_timeout=self.ack_timeout)
         for ev in events:
             if ev.get("event") == "listening":
+                port = ev.get("port")
+                if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+                    raise WandError("the target reported an invalid debug port",
+                                    "check the target process", code="listen-failed")
                 self.listening = ev
                 return ev
             if ev.get("event") == "error":
