@@ -143,6 +143,14 @@ def test_exec_output_on_a_terminal_keeps_text_and_colours_only(hostile):
     assert cp.returncode == 0 and cp.stdout == "\x1b[2Jx\n", cp
 
 
+def test_a_forged_result_does_not_reach_the_terminal(hostile):
+    cp = wand("exec", f"docker/{hostile.name}", "-c", "print('BAD-STATUS')")
+    assert cp.returncode == 1 and "reported no result" in cp.stderr, cp
+    assert "\x1b" not in cp.stdout + cp.stderr, cp.stderr
+    cp = wand("exec", f"docker/{hostile.name}", "-c", "import sys; sys.exit(3)")
+    assert cp.returncode == 3, cp.stderr  # a real exit status still is one
+
+
 def test_loglevel_shows_the_targets_level_names_escaped(hostile):
     cp = wand("loglevel", f"docker/{hostile.name}", "WARNING")
     assert cp.returncode == 0, cp.stderr
