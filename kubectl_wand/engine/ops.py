@@ -9,11 +9,12 @@ from typing import Callable, List, Optional
 
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
-from kubectl_wand.engine.session import CLOSED, Session
+from kubectl_wand.engine.session import CLOSED, Channel, Session
 from kubectl_wand.errors import WandError
 from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+FLOOD_SLACK = 1 << 20  # output characters past --max-output tolerated before giving up
 
 
 def pick_process(procs: List[Proc], pid: Optional[int],
@@ -286,8 +287,9 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
              ack_timeout: float = 5.0) -> ExecResult:
     # --max-output is enforced here too, not only by the agent in the target: a target that
-    # floods output events costs the operator at most max_output characters of output
-    sent = [0, False]
+    # floods output events costs the operator at most max_output characters of output, and
+    # since the agent itself never sends more, a flood past it is cut short
+    sent = [0, False, 0]  # characters passed on, cut?, characters received
 
     def on_event(ev):
         if ev.get("event") != "output":
@@ -295,6 +297,15 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
         data = ev.get("data", "")
         if not isinstance(data, str):
             data = str(data)
+        sent[2] += len(data)
+        if sent[2] > max_output + FLOOD_SLACK:
+            if isinstance(session.chan, Channel):  # not a shared (fanned-out) injector
+                session.chan.close(timeout=0.5)  # blocked writing the flood: ended now
+            raise WandError(f"the target sent over {sent[2] - max_output} characters of output "
+                            f"past --max-output ({max_output}), which kubectl-wand's agent "
+                            "never does; stopped listening (output shown up to the limit)",
+                            "the process may be compromised or patched; the code may still "
+                            "be running in it", code="output-flood")
         room = max_output - sent[0]
         if len(data) > room:
             data, sent[1] = data[:max(room, 0)], True
