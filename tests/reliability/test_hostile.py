@@ -16,7 +16,7 @@ import time
 import pytest
 
 from kubectl_wand.dap import DAPClient
-from tests.conftest import ROOT, WAND, Attached, wand
+from tests.conftest import WAND, Attached, wand
 from tests.reliability.conftest import MOUNT
 
 HOSTILE = ("python3", "/srv/hostile.py")
@@ -35,7 +35,7 @@ def wand_rss(*args, timeout=120):
     """The CLI run in a process of its own that reports its peak RSS (its own, not that of
     the docker/kubectl processes it starts, nor of this one): (CompletedProcess, KiB)."""
     cp = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *args], capture_output=True,
-                        text=True, timeout=timeout, cwd=str(ROOT))
+                        text=True, timeout=timeout, cwd="/")  # import the installed CLI
     m = re.search(r"MAXRSS_KB=(\d+)", cp.stderr)
     assert m, cp.stderr[-2000:]
     return cp, int(m.group(1))
