@@ -82,6 +82,7 @@ class Code(str, enum.Enum):
     NOT_INJECTABLE = "not-injectable"
     NOT_PYTHON = "not-python"
     NOT_RUNNING = "not-running"
+    OUTPUT_FLOOD = "output-flood"
     PERMISSION = "permission"
     POD_SECURITY = "pod-security"
     PORT_BUSY = "port-busy"

@@ -9,12 +9,13 @@ from typing import Callable, List, Optional
 
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
-from kubectl_wand.engine.session import CLOSED, Session
+from kubectl_wand.engine.session import CLOSED, Channel, Session
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.names import SIGNALS
 from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+FLOOD_SLACK = 1 << 20  # output characters past --max-output tolerated before giving up
 
 
 def pick_process(procs: List[Proc], pid: Optional[int],
@@ -282,8 +283,9 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
              ack_timeout: float = 5.0) -> ExecResult:
     # --max-output is enforced here too, not only by the agent in the target: a target that
-    # floods output events costs the operator at most max_output characters of output
-    sent = [0, False]
+    # floods output events costs the operator at most max_output characters of output, and
+    # since the agent itself never sends more, a flood past it is cut short
+    sent = [0, False, 0]  # characters passed on, cut?, characters received
 
     def on_event(ev):
         if ev.get("event") != "output":
@@ -291,6 +293,15 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
         data = ev.get("data", "")
         if not isinstance(data, str):
             data = str(data)
+        sent[2] += len(data)
+        if sent[2] > max_output + FLOOD_SLACK:
+            if isinstance(session.chan, Channel):  # not a shared (fanned-out) injector
+                session.chan.close(timeout=0.5)  # blocked writing the flood: ended now
+            raise WandError(f"the target sent over {sent[2] - max_output} characters of output "
+                            f"past --max-output ({max_output}), which kubectl-wand's agent "
+                            "never does; stopped listening (output shown up to the limit)",
+                            "the process may be compromised or patched; the code may still "
+                            "be running in it", code="output-flood")
         room = max_output - sent[0]
         if len(data) > room:
             data, sent[1] = data[:max(room, 0)], True
@@ -305,17 +316,25 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
     res = ExecResult(status=None, events=events)
     for ev in events:
         if ev.get("event") == "result":
-            res.status, res.traceback = ev.get("status"), ev.get("traceback")
-            if res.traceback:
-                res.traceback = clean_text(res.traceback)
-            res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            # the agent ran in the target: every field is checked for its type (a string
+            # status would reach the terminal raw through SystemExit)
+            res.status = _int_or_none(ev.get("status"))
+            tb = ev.get("traceback")
+            res.traceback = clean_text(tb) if isinstance(tb, str) and tb else None
+            res.truncated = ev.get("truncated") is True
+            seconds = ev.get("seconds")
+            res.seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
             if res.traceback and len(res.traceback) > max_output:
                 res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
-            res.phase = ev.get("phase") or "run"
+            res.phase = "compile" if ev.get("phase") == "compile" else "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
     res.truncated = bool(res.truncated) or sent[1]
     return res
+
+
+def _int_or_none(v) -> Optional[int]:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def remote_root(proc: Proc) -> str:
@@ -357,6 +376,10 @@ class Attachment:
             ack_timeout=self.ack_timeout)
         for ev in events:
             if ev.get("event") == "listening":
+                port = ev.get("port")
+                if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+                    raise WandError("the target reported an invalid debug port",
+                                    "check the target process", code="listen-failed")
                 self.listening = ev
                 return ev
             if ev.get("event") == "error":
