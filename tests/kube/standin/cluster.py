@@ -5,8 +5,8 @@
     c = Cluster(tmp_path)                        # state file + env for subprocesses
     d = c.deployment("web")                      # Deployment -> ReplicaSet -> Pod "web-<hash>-<5>"
     c.wait_pod_ready(d.pod, ready_line="READY")  # real signals: containers running, line in the logs
-    subprocess.run(["kubectl-wand", ...], env=c.env)   # `kubectl` on PATH is the stand-in
-    c.argv_log()                                 # every kubectl argv the code under test used
+    subprocess.run(["kubectl-wand", ...], env=c.env)   # `kubectl` on PATH: a real one, KUBECONFIG: the test API
+    c.requests()                                 # every API request the real kubectl made
     c.close()                                    # removes every container (ephemeral ones too)
 
 Default pod container: name "app", image wand-bed/py314:latest, `python3 /app/http_app.py`
@@ -26,7 +26,36 @@ import uuid
 from . import standin_core as core
 
 STANDIN_DIR = os.path.dirname(os.path.abspath(__file__))
-KUBECTL = os.path.join(STANDIN_DIR, "kubectl")
+KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin"  # the kubectl package's versioned binaries (dpkg -L kubectl)
+DEFAULT_KUBECTL = "1.32"
+# exec and port-forward transports of the real kubectl
+TRANSPORTS = {"websocket": {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true"},
+              "spdy": {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}}
+EXTRA_KUBECTL_DIR = os.environ.get("WAND_KUBECTL_CACHE", "/var/tmp/wand-kubectl")  # 1.36/1.37, fetched by tests
+
+
+def kubectl_versions():
+    """version -> path of every real kubectl binary found here (1.27..1.33 from the kubectl
+    package; 1.36/1.37 when tests/kube/fetch_kubectl.sh put them in the cache)."""
+    import glob
+    found = {}
+    for d in (KUBECTL_DIR, EXTRA_KUBECTL_DIR):
+        for p in glob.glob(os.path.join(d, "kubectl.1.*")):
+            found[p.rsplit("kubectl.", 1)[1]] = p
+    return dict(sorted(found.items(), key=lambda kv: tuple(int(x) for x in kv[0].split("."))))
+
+
+def kubectl_binary(version=None):
+    """The real kubectl binary for version (default $WAND_TEST_KUBECTL, else 1.32): a path or 1.NN."""
+    want = version or os.environ.get("WAND_TEST_KUBECTL") or DEFAULT_KUBECTL
+    if os.sep in want:
+        return want
+    want = want.lstrip("v")
+    want = ".".join(want.split(".")[:2])
+    path = kubectl_versions().get(want)
+    if path is None:
+        raise RuntimeError("no kubectl %s here (found: %s)" % (want, ", ".join(kubectl_versions()) or "none"))
+    return path
 DEFAULT_IMAGE = core.DEFAULT_IMAGE
 DEFAULT_CONTAINER = {"name": "app", "command": ["python3", "/app/http_app.py"], "user": 1000}
 
@@ -62,12 +91,13 @@ def image_available(image=DEFAULT_IMAGE):
 
 
 class Cluster:
-    def __init__(self, tmpdir, image=DEFAULT_IMAGE, client_version=None, server_version=None, user=None):
+    def __init__(self, tmpdir, image=DEFAULT_IMAGE, client_version=None, server_version=None, user=None,
+                 transport=None, serve=True):
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
         self.image = image
         self.state_path = os.path.join(self.dir, "standin-state.json")
-        self.log_path = os.path.join(self.dir, "kubectl-argv.jsonl")
+        self.requests_path = os.path.join(self.dir, "api-requests.jsonl")
         st = core.new_state(self.state_path)
         now = core.now_rfc3339()
         for n in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -79,28 +109,42 @@ class Cluster:
         with open(self.state_path, "w") as f:
             json.dump(st, f, indent=1, sort_keys=True)
         self.id = st["id"]
-        open(self.log_path, "a").close()
-        # a kubeconfig that names the same context, so a stray real kubectl can't reach anything
+        open(self.requests_path, "a").close()
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
-        with open(self.kubeconfig, "w") as f:
-            f.write("apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://127.0.0.1:1'}\n  name: standin\n"
-                    "contexts:\n- context: {cluster: standin, user: standin-user, namespace: default}\n  name: standin\n"
-                    "current-context: standin\nusers:\n- name: standin-user\n  user: {token: standin}\n")
+        self.server = None
         env = dict(os.environ)
-        env["PATH"] = STANDIN_DIR + os.pathsep + env.get("PATH", "")
-        env["WAND_STANDIN_STATE"] = self.state_path
-        # the interpreter running the tests, by its real path: never through a version
-        # manager's shim (see the kubectl script); the stand-in is stdlib-only
-        env.setdefault("WAND_STANDIN_PYTHON", os.path.realpath(sys.executable))
-        env["WAND_STANDIN_LOG"] = self.log_path
+        env.pop("WAND_KUBECTL", None)
+        self.kubectl = kubectl_binary(client_version)
+        # `kubectl` on PATH is the chosen real binary (the plugin finds it there)
+        bindir = os.path.join(self.dir, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        os.symlink(self.kubectl, os.path.join(bindir, "kubectl"))
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         env["KUBECONFIG"] = self.kubeconfig
-        if client_version:
-            env["WAND_STANDIN_VERSION"] = client_version
-        else:
-            env.pop("WAND_STANDIN_VERSION", None)
+        self.transport = transport or os.environ.get("WAND_TEST_TRANSPORT") or "websocket"
+        for k, v in TRANSPORTS[self.transport].items():
+            env[k] = v
         self.env = env
-        self.kubectl = KUBECTL
+        self.log_path = os.path.join(self.dir, "apiserver.log")
+        if serve:
+            self._start_server()
         self._closed = False
+
+    def _start_server(self):
+        """The test API server (tests/kube/apiserver) for this state, in its own process."""
+        root = os.path.dirname(os.path.dirname(os.path.dirname(STANDIN_DIR)))
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=root, WAND_APISERVER_REQUESTS=self.requests_path)
+        self.server = subprocess.Popen([sys.executable, "-m", "tests.kube.apiserver", "--state", self.state_path,
+                                        "--kubeconfig", self.kubeconfig], cwd=root, env=env,
+                                       stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        line = self.server.stdout.readline().decode()
+        if not line.startswith("READY "):
+            self.server.kill()
+            with open(self.log_path) as f:
+                raise RuntimeError("test API server did not start: %s%s" % (line, f.read()[-2000:]))
+        self.port = int(line.split()[1])
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -113,19 +157,19 @@ class Cluster:
             return copy.deepcopy(st)
 
     def run(self, *args, input=None, timeout=60, env=None):
-        """Run the stand-in kubectl; returns CompletedProcess with bytes stdout/stderr."""
+        """Run the real kubectl against this cluster; returns CompletedProcess with bytes stdout/stderr."""
         e = dict(self.env)
         e.update(env or {})
         return subprocess.run([self.kubectl] + [str(a) for a in args], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=e, timeout=timeout)
 
-    def argv_log(self):
-        """Every argv (without argv[0]) the stand-in was run with, oldest first."""
-        with open(self.log_path) as f:
+    def requests(self):
+        """Every API request served so far: {"method", "path", "query"} dicts, oldest first."""
+        with open(self.requests_path) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def clear_argv_log(self):
-        open(self.log_path, "w").close()
+    def clear_requests(self):
+        open(self.requests_path, "w").close()
 
     # --- cluster-level settings --------------------------------------------------------------
 
@@ -541,6 +585,13 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
         core.remove_containers(self.containers())
 
     def __enter__(self):
