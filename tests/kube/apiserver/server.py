@@ -38,7 +38,7 @@ class ApiError(Exception):
     def status(self):
         s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
              "message": self.message, "reason": self.reason, "code": self.code}
-        if self.details:
+        if self.details is not None:
             s["details"] = self.details
         return s
 
@@ -168,8 +168,9 @@ class Api:
     # PATCH pods/ephemeralcontainers: strategic merge of spec.ephemeralContainers by name
     def patch_ephemeral(self, st, user, ns, name, patch):
         if st.get("no_ephemeral"):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                           {"name": name, "kind": "pods"})
+            # empty details, as a real apiserver sends: kubectl tells this 404 from a missing
+            # pod's by details.name == "" (and dereferences details: nil would panic it)
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         pod = core.get_obj(st, core.RT_POD, ns, name)
         if pod is None:
             raise not_found(core.RT_POD, name)
@@ -336,12 +337,12 @@ class Handler(BaseHTTPRequestHandler):
         elif len(segs) >= 3 and segs[0] == "apis":
             group, rest = segs[1], segs[3:]
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         gv = "%s/%s" % (group, "v1") if group else "v1"
         if not rest:
             with api.state() as st:
                 if group == "serving.knative.dev" and st.get("no_knative"):
-                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
             return self.send_json(200, resource_list(gv, [rt for rt in core.RTYPES if rt.group == group]))
         if group == "authorization.k8s.io" and rest == ["selfsubjectaccessreviews"] and method == "POST":
             return self.access_review()
@@ -350,7 +351,7 @@ class Handler(BaseHTTPRequestHandler):
             ns, rest = rest[1], rest[2:]
         rt = RT_BY_PATH.get((group, rest[0]))
         if rt is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
         with api.state() as st:
@@ -437,7 +438,7 @@ class Handler(BaseHTTPRequestHandler):
     def subresource(self, method, rt, ns, name, sub, query, user):
         api = self.api
         if rt is not core.RT_POD:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if sub == "ephemeralcontainers":
             if method == "GET":
                 with api.state() as st:
@@ -458,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
             out = subprocess.run(["docker", "logs", dname], stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
             return self.send_json(200, out, ctype="text/plain")
         if sub not in ("exec", "portforward"):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         with api.state() as st:
             api.check(st, user, "create", rt, name, ns, sub)
             if sub == "exec":
