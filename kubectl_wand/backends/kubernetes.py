@@ -162,9 +162,15 @@ class KubernetesBackend(Backend):
         return WandError(text or "kubectl failed", "retry with -v to see each kubectl call",
                          code="kubectl")
 
+    def client_version_argv(self) -> List[str]:
+        """`version --client` with the same --kubeconfig/--context as every other call: gcloud's
+        kubectl is a dispatcher that picks its binary by the *server's* version, so without them
+        it reports another binary than the one `debug` will run."""
+        return self.base(namespaced=False) + ["version", "--client", "-o", "json"]
+
     def client_version(self):
         if self._version is None:
-            cp = run([self.kubectl, "version", "--client", "-o", "json"], timeout=20)
+            cp = run(self.client_version_argv(), timeout=20)
             try:
                 v = json.loads(cp.stdout)["clientVersion"]
                 self._version = (int(v["major"]), int(re.sub(r"\D.*", "", v["minor"])))

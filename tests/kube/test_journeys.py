@@ -14,7 +14,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import api_calls, helpers_of, wand
+from tests.kube.conftest import api_calls, helpers_of, standin_ready, wand  # noqa: F401
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -208,3 +208,32 @@ def test_ps_knative_service_and_all_namespaces(checked):
     cp = wand(c, "ps", "-A")
     assert cp.returncode == 0, cp.stderr
     assert "team-b" in cp.stdout and k.pods[0] in cp.stdout
+
+
+DISPATCHER = "/usr/bin/kubectl"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/lib/google-cloud-sdk/bin/kubectl.1.28"),
+                    reason="gcloud's kubectl dispatcher and its 1.28 binary are not installed")
+def test_gcloud_dispatcher_runs_the_servers_version(tmp_path, standin_ready):
+    """gcloud's /usr/bin/kubectl picks its binary by the server's version (1.28 here, which has
+    no `debug --custom`): the plugin must ask that same binary for its version, i.e. with the
+    user's --kubeconfig, not the dispatcher's own default."""
+    from tests.kube.standin.cluster import Cluster
+
+    c = Cluster(tmp_path / "cluster", server_version="v1.28.9")
+    try:
+        c.deployment("app", ready_line="READY")
+        bindir = tmp_path / "dispatcher"
+        bindir.mkdir()
+        (bindir / "kubectl").symlink_to(DISPATCHER)
+        env = dict(c.env, PATH=str(bindir) + os.pathsep + os.environ["PATH"])
+        env.pop("KUBECONFIG")
+        cp = subprocess.run([WAND, "exec", "deploy/app", "--kubeconfig", c.kubeconfig, "-c",
+                             "import sys; print(sys.version_info[:2])"],
+                            env=env, capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == "(3, 14)\n"
+        assert "--custom" not in cp.stderr
+    finally:
+        c.close()
