@@ -6,6 +6,7 @@ The plugin runs unchanged: it finds `kubectl` on PATH.
 
 import json
 import os
+import re
 import signal
 import sys
 import subprocess
@@ -154,7 +155,8 @@ def test_kubernetes_failures_read_well(checked, case):
 
 
 @pytest.mark.parametrize("case", ["no-kubectl", "kubectl-old", "unknown-namespace",
-                                  "no-ready-pods", "rbac-portforward"])
+                                  "no-ready-pods", "rbac-portforward", "unreachable",
+                                  "custom-hidden"])
 def test_more_kubernetes_failures(checked, case):
     c = checked
     env, args = {}, ["exec", "deploy/app", "-c", "print(1)"]
@@ -182,6 +184,19 @@ def test_more_kubernetes_failures(checked, case):
         args += ["-n", "nope"]
         # newer kubectl look the namespace up after a NotFound and name it instead
         expect = [('"app" not found', 'namespaces "nope" not found'), "namespace nope"]
+    elif case == "unreachable":
+        dead = c.dir + "/dead.kubeconfig"
+        with open(c.kubeconfig) as f, open(dead, "w") as g:
+            g.write(f.read().replace(":%d'" % c.port, ":1'"))
+        args += ["--kubeconfig", dead]
+        expect = ["cannot reach the cluster: The connection to the server 127.0.0.1:1 was refused",
+                  "kubectl cluster-info"]
+    elif case == "custom-hidden":
+        # kubectl 1.31 hides `debug --custom` under KUBECTL_DEBUG_CUSTOM_PROFILE=false
+        if c.kubectl_version < (1, 31) or c.kubectl_version >= (1, 32):
+            pytest.skip("only kubectl 1.31 has the switch")
+        env = {"KUBECTL_DEBUG_CUSTOM_PROFILE": "false"}
+        expect = ["KUBECTL_DEBUG_CUSTOM_PROFILE=false", "unset KUBECTL_DEBUG_CUSTOM_PROFILE"]
     elif case == "rbac-portforward":
         c.forbid("pods/portforward")
         args = ["attach", "deploy/app", "--local-port", "0", "-o", "json"]
@@ -191,6 +206,7 @@ def test_more_kubernetes_failures(checked, case):
     for text in expect:
         assert any(t in cp.stderr for t in ((text,) if isinstance(text, str) else text)), cp.stderr
     assert "Traceback" not in cp.stderr
+    assert not re.search(r"^[EWI]\d{4} ", cp.stderr, re.M)  # no raw klog lines
     if case == "rbac-portforward":
         # the failed attach detached again: no debug server left listening in the pod
         tcp = subprocess.run(["docker", "exec", c.docker_name(d.pod), "cat", "/proc/net/tcp"],

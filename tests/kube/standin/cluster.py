@@ -115,6 +115,10 @@ class Cluster:
         env = dict(os.environ)
         env.pop("WAND_KUBECTL", None)
         self.kubectl = kubectl_binary(client_version)
+        cp = subprocess.run([self.kubectl, "version", "--client", "-o", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, timeout=30)
+        v = json.loads(cp.stdout)["clientVersion"]
+        self.kubectl_version = (int(v["major"]), int(v["minor"].rstrip("+")))
         # `kubectl` on PATH is the chosen real binary (the plugin finds it there)
         bindir = os.path.join(self.dir, "bin")
         os.makedirs(bindir, exist_ok=True)
