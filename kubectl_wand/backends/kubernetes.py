@@ -203,7 +203,14 @@ class KubernetesBackend(Backend):
         if kind == "pod":
             return [self.kubectl_json("get", "pod", name)]
         if kind == "ksvc":
-            self.kubectl_json("get", KSVC_RESOURCE, name)
+            try:
+                self.kubectl_json("get", KSVC_RESOURCE, name)
+            except WandError as e:
+                if e.code != "kind":  # kubectl names only "services": say which ones
+                    raise
+                raise WandError(f"Knative Serving is not installed in this cluster ({e.message})",
+                                "ksvc/ targets need Knative Serving; target the pods or their "
+                                "deployment instead", code="kind")
             selector = f"{KSVC_LABEL}={name}"
         else:
             obj = self.kubectl_json("get", WORKLOAD_KINDS.get(kind, kind), name)

@@ -329,8 +329,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:%d" % self.server.server_address[1]}]})
         if segs == ["apis"]:
+            with api.state() as st:
+                skip = {"serving.knative.dev"} if st.get("no_knative") else set()
             groups = [{"name": g, "versions": [{"groupVersion": "%s/%s" % (g, v), "version": v}],
-                       "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}} for g, v in GROUPS]
+                       "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}}
+                      for g, v in GROUPS if g not in skip]
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if segs[:2] == ["api", "v1"]:
             group, rest = "", segs[2:]
