@@ -18,13 +18,13 @@ import subprocess
 import pytest
 
 from tests.conftest import WAND
-from tests.kube.standin.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
+from tests.kube.apiserver.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
 
 _reason = []
 
 
-def standin_unavailable():
-    """Why the stand-in can't run here, or None."""
+def bed_unavailable():
+    """Why the test cluster can't run here, or None."""
     if not _reason:
         if not shutil.which("docker"):
             why = "docker CLI not installed (bash tests/bed/setup.sh installs it)"
@@ -39,16 +39,16 @@ def standin_unavailable():
 
 
 @pytest.fixture(scope="session")
-def standin_ready():
-    why = standin_unavailable()
+def bed_ready():
+    why = bed_unavailable()
     if why:
         if os.environ.get("WAND_REQUIRE_DOCKER"):
-            pytest.fail("kubectl stand-in unavailable: " + why)
-        pytest.skip("kubectl stand-in unavailable: " + why)
+            pytest.fail("test cluster unavailable: " + why)
+        pytest.skip("test cluster unavailable: " + why)
 
 
 @pytest.fixture(params=["websocket", "spdy"])
-def cluster(request, tmp_path, standin_ready):
+def cluster(request, tmp_path, bed_ready):
     c = Cluster(tmp_path / "cluster", transport=request.param)
     try:
         yield c
@@ -57,7 +57,7 @@ def cluster(request, tmp_path, standin_ready):
 
 
 @pytest.fixture(scope="module")
-def cluster_module(tmp_path_factory, standin_ready):
+def cluster_module(tmp_path_factory, bed_ready):
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield c

@@ -15,7 +15,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import api_calls, helpers_of, standin_ready, wand  # noqa: F401
+from tests.kube.conftest import api_calls, helpers_of, bed_ready, wand  # noqa: F401
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -231,11 +231,11 @@ DISPATCHER = "/usr/bin/kubectl"
 
 @pytest.mark.skipif(not os.path.exists("/usr/lib/google-cloud-sdk/bin/kubectl.1.28"),
                     reason="gcloud's kubectl dispatcher and its 1.28 binary are not installed")
-def test_gcloud_dispatcher_runs_the_servers_version(tmp_path, standin_ready):
+def test_gcloud_dispatcher_runs_the_servers_version(tmp_path, bed_ready):
     """gcloud's /usr/bin/kubectl picks its binary by the server's version (1.28 here, which has
     no `debug --custom`): the plugin must ask that same binary for its version, i.e. with the
     user's --kubeconfig, not the dispatcher's own default."""
-    from tests.kube.standin.cluster import Cluster
+    from tests.kube.apiserver.cluster import Cluster
 
     c = Cluster(tmp_path / "cluster", server_version="v1.28.9")
     try:

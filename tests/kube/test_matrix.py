@@ -12,8 +12,8 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import helpers_of, standin_ready, wand  # noqa: F401 (fixture)
-from tests.kube.standin.cluster import Cluster, kubectl_versions
+from tests.kube.conftest import helpers_of, bed_ready, wand  # noqa: F401 (fixture)
+from tests.kube.apiserver.cluster import Cluster, kubectl_versions
 
 VERSIONS = list(kubectl_versions())
 PARAMS = [(v, t) for v in VERSIONS for t in ("websocket", "spdy")]
@@ -24,7 +24,7 @@ DEFAULT = {(VERSIONS[0], "spdy"), (VERSIONS[-1], "websocket")} if VERSIONS else 
 
 @pytest.fixture(params=[pytest.param(p, id="%s-%s" % p, marks=() if p in DEFAULT else pytest.mark.kube_matrix)
                         for p in PARAMS])
-def vcluster(request, tmp_path, standin_ready):
+def vcluster(request, tmp_path, bed_ready):
     version, transport = request.param
     c = Cluster(tmp_path / "cluster", client_version=version, transport=transport)
     try:

@@ -26,7 +26,7 @@ def write_kubeconfig(path, port, token="wand-test-token", namespace="default"):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tests.kube.apiserver")
-    ap.add_argument("--state", help="state file written by tests/kube/standin/cluster.py (default: a new one)")
+    ap.add_argument("--state", help="state file written by tests/kube/apiserver/cluster.py (default: a new one)")
     ap.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig for this server")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--demo", action="store_true", help="add deployment/app with 2 replicas")
@@ -35,7 +35,7 @@ def main(argv=None):
     cluster = None
     state = a.state
     if not state:
-        from tests.kube.standin.cluster import Cluster
+        from tests.kube.apiserver.cluster import Cluster
         cluster = Cluster(tempfile.mkdtemp(prefix="wand-api-"), serve=False)
         state = cluster.state_path
     httpd = serve(state, a.port)

@@ -1,6 +1,6 @@
 """A Kubernetes API on 127.0.0.1 for the real kubectl (tests only), pods backed by Docker.
 
-State is the JSON file that tests/kube/standin/cluster.py's Cluster writes (objects, namespace
+State is the JSON file that tests/kube/apiserver/cluster.py's Cluster writes (objects, namespace
 labels, denied permissions, server version); every request reads it under its lock, so the
 test side and the server never disagree. Served: /version, legacy discovery, get/list of the
 kinds in core.RTYPES (labelSelector, fieldSelector, all namespaces), PATCH
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.kube.apiserver import streams
 from tests.kube.apiserver.wire import WebSocket, ws_accept
-from tests.kube.standin import standin_core as core
+from tests.kube.apiserver import model as core
 
 RT_BY_PATH = {(rt.group, rt.plural): rt for rt in core.RTYPES}
 SUBRESOURCES = {"pods": ["exec", "portforward", "attach", "log", "ephemeralcontainers", "status"]}
@@ -213,7 +213,7 @@ class Api:
             if not core.image_present(ec["image"]):
                 rte["image_missing"] = True
             current.append(ec)
-            pod["_standin"].setdefault("ephemeral", {})[ec["name"]] = rte
+            pod["_docker"].setdefault("ephemeral", {})[ec["name"]] = rte
             if not rte.get("image_missing"):
                 jobs.append((ns, name, ec, rte))
         pod["metadata"]["resourceVersion"] = core.next_rv(st)
@@ -225,13 +225,13 @@ class Api:
             pod = copy.deepcopy(core.get_obj(st, core.RT_POD, ns, pname))
         if pod is None:
             return
-        sandbox = pod["_standin"]["sandbox"]
+        sandbox = pod["_docker"]["sandbox"]
         args = ["--name", rte["docker"], "--network", "container:" + sandbox, "--ipc", "container:" + sandbox]
         if ec.get("targetContainerName"):
-            args += ["--pid", "container:" + pod["_standin"]["containers"][ec["targetContainerName"]]]
+            args += ["--pid", "container:" + pod["_docker"]["containers"][ec["targetContainerName"]]]
         args += core.security_args(ec.get("securityContext"), pod["spec"].get("securityContext"))
         args += core.env_args(ec.get("env"))
-        args += core.labels_args(pod["_standin"]["id"], ns, pname, "ephemeral", ec["name"])
+        args += core.labels_args(pod["_docker"]["id"], ns, pname, "ephemeral", ec["name"])
         if ec.get("stdin"):
             args += ["-i"]
         created = subprocess.run(["docker", "create"] + args + [ec["image"]] + core.container_cmd(ec),
@@ -240,7 +240,7 @@ class Api:
             p = core.get_obj(st, core.RT_POD, ns, pname)
             if p is None:
                 return
-            e = p["_standin"].get("ephemeral", {}).get(ec["name"])
+            e = p["_docker"].get("ephemeral", {}).get(ec["name"])
             if e is not None:
                 e["started"] = True
                 if created.returncode != 0:
@@ -323,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
         api = self.api
         if segs == ["version"]:
             with api.state() as st:
-                v = core.version_info(st.get("server_version") or core.DEFAULT_SERVER_VERSION, client=False)
+                v = core.version_info(st.get("server_version") or core.DEFAULT_SERVER_VERSION)
             return self.send_json(200, v)
         if segs == ["api"]:
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -536,7 +536,7 @@ class Handler(BaseHTTPRequestHandler):
                 pod = core.get_obj(st, core.RT_POD, ns, name)
             if pod is None:
                 return None
-            info = core.docker_inspect([pod["_standin"]["sandbox"]]).get(pod["_standin"]["sandbox"])
+            info = core.docker_inspect([pod["_docker"]["sandbox"]]).get(pod["_docker"]["sandbox"])
             return (info or {}).get("State", {}).get("Pid") or None
         return pid
 

@@ -1,6 +1,7 @@
-"""Test-side API of the kubectl stand-in: build a fake cluster whose pods are Docker containers.
+"""Test-side API of the test cluster: its API server (server.py, a child process) for the real
+kubectl, and its objects, whose pods are Docker containers.
 
-    from standin.cluster import Cluster          # tests/kube is on sys.path (see tests/kube/conftest.py)
+    from tests.kube.apiserver.cluster import Cluster
 
     c = Cluster(tmp_path)                        # state file + env for subprocesses
     d = c.deployment("web")                      # Deployment -> ReplicaSet -> Pod "web-<hash>-<5>"
@@ -23,9 +24,9 @@ import sys
 import time
 import uuid
 
-from . import standin_core as core
+from tests.kube.apiserver import model as core
 
-STANDIN_DIR = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
 KUBECTL_DIR = "/usr/lib/google-cloud-sdk/bin"  # the kubectl package's versioned binaries (dpkg -L kubectl)
 DEFAULT_KUBECTL = "1.32"
 # exec and port-forward transports of the real kubectl
@@ -96,7 +97,7 @@ class Cluster:
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
         self.image = image
-        self.state_path = os.path.join(self.dir, "standin-state.json")
+        self.state_path = os.path.join(self.dir, "cluster-state.json")
         self.requests_path = os.path.join(self.dir, "api-requests.jsonl")
         st = core.new_state(self.state_path)
         now = core.now_rfc3339()
@@ -136,7 +137,7 @@ class Cluster:
 
     def _start_server(self):
         """The test API server (tests/kube/apiserver) for this state, in its own process."""
-        root = os.path.dirname(os.path.dirname(os.path.dirname(STANDIN_DIR)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONPATH=root, WAND_APISERVER_REQUESTS=self.requests_path)
         self.server = subprocess.Popen([sys.executable, "-m", "tests.kube.apiserver", "--state", self.state_path,
@@ -279,7 +280,7 @@ class Cluster:
                          {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]})
         n = int(st.get("rv", 1000)) % 250 + 2
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
-               "_standin": {"id": self.id, "sandbox": core.docker_name(self.id, ns, name, "sandbox"),
+               "_docker": {"id": self.id, "sandbox": core.docker_name(self.id, ns, name, "sandbox"),
                             "containers": {c["name"]: core.docker_name(self.id, ns, name, c["name"]) for c in spec["containers"]},
                             "ephemeral": {}, "podIP": "10.244.0.%d" % n}}
         st["objects"][core.obj_key(core.RT_POD, ns, name)] = pod
@@ -292,7 +293,7 @@ class Cluster:
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             image = pod["spec"]["containers"][0]["image"] if core.image_present(pod["spec"]["containers"][0]["image"]) else self.image
             core.run_sandbox(self.id, ns, name, image)
-            sandbox = pod["_standin"]["sandbox"]
+            sandbox = pod["_docker"]["sandbox"]
             for c in pod["spec"]["containers"]:
                 if not core.image_present(c["image"]):
                     continue  # stays "ContainerStatusUnknown"; tests of pull errors use ephemeral containers
@@ -324,7 +325,7 @@ class Cluster:
                    "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)}, "template": template,
                             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
                             "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600}}
-            dep["_standin"] = {"rs": "%s-%s" % (name, h)}
+            dep["_docker"] = {"rs": "%s-%s" % (name, h)}
             st["objects"][core.obj_key(core.RT_DEPLOY, ns, name)] = dep
             rs = self._replicaset(st, dep, h, replicas)
             pods = [self._rs_pod(st, rs) for _ in range(replicas)]
@@ -525,7 +526,7 @@ class Cluster:
         with self._state(write=False) as st:
             p = st["objects"][core.obj_key(core.RT_POD, ns, pod)]
         if container == "sandbox":
-            return p["_standin"]["sandbox"]
+            return p["_docker"]["sandbox"]
         return core.docker_name_of_container(p, container or p["spec"]["containers"][0]["name"])
 
     def get_pod(self, pod, ns="default"):
