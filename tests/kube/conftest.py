@@ -83,7 +83,18 @@ def api_calls(cluster, sub, pod=None, method=None):
             and (pod is None or "/pods/%s/" % pod in r["path"]) and (method is None or r["method"] == method)]
 
 
-def helpers_of(cluster, pod):
-    """kubectl-wand's ephemeral helper containers in a pod."""
-    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
-    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]
+def k8s(cluster):
+    """The official `kubernetes` client on this cluster: the independent oracle for what the
+    plugin did (never through the plugin's own kubectl path)."""
+    api = getattr(cluster, "_k8s", None)
+    if api is None:
+        from kubernetes import client, config
+
+        api = cluster._k8s = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+    return api
+
+
+def helpers_of(cluster, pod, ns="default"):
+    """kubectl-wand's ephemeral helper containers in a pod (read with the kubernetes client)."""
+    st = k8s(cluster).read_namespaced_pod(pod, ns).status.ephemeral_container_statuses or []
+    return [s.name for s in st if s.name.startswith("kubectl-wand-")]

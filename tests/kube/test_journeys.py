@@ -15,7 +15,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import api_calls, helpers_of, bed_ready, wand  # noqa: F401
+from tests.kube.conftest import api_calls, bed_ready, helpers_of, k8s, wand  # noqa: F401
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -68,6 +68,16 @@ def test_attach_deployment_breakpoint_then_pod_replaced(checked):
         assert req.communicate(timeout=30)[0].startswith("hello /k8s")
         dap.close()
         assert len(helpers_of(c, d.pod)) == 1
+        # the oracle (kubernetes client): one helper with SYS_PTRACE running as root; the app
+        # container untouched
+        pod = k8s(c).read_namespaced_pod(d.pod, "default")
+        (eph,) = pod.spec.ephemeral_containers
+        assert eph.image == "wand-bed/py314:latest" and eph.target_container_name == "app"
+        assert eph.security_context.capabilities.add == ["SYS_PTRACE"]
+        assert eph.security_context.run_as_user == 0
+        assert [(x.name, x.image, x.command, x.security_context.run_as_user) for x in pod.spec.containers] \
+            == [("app", "wand-bed/py314:latest", ["python3", "/app/http_app.py"], 1000)]
+        assert [s.restart_count for s in pod.status.container_statuses] == [0]
         # Rollout: the pod goes away, the plugin follows to the replacement, same local port.
         new_pod = c.replace_pod(d.pod, ready_line="READY")
         again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))

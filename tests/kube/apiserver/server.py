@@ -25,8 +25,10 @@ from tests.kube.apiserver import model as core
 
 RT_BY_PATH = {(rt.group, rt.plural): rt for rt in core.RTYPES}
 SUBRESOURCES = {"pods": ["exec", "portforward", "attach", "log", "ephemeralcontainers", "status"]}
-SHORT = {"pods": ["po"], "services": ["svc"], "namespaces": ["ns"], "deployments": ["deploy"],
-         "replicasets": ["rs"], "statefulsets": ["sts"], "daemonsets": ["ds"]}
+SHORT = {("", "pods"): ["po"], ("", "services"): ["svc"], ("", "namespaces"): ["ns"],
+         ("apps", "deployments"): ["deploy"], ("apps", "replicasets"): ["rs"],
+         ("apps", "statefulsets"): ["sts"], ("apps", "daemonsets"): ["ds"],
+         ("serving.knative.dev", "services"): ["kservice", "ksvc"]}
 GROUPS = [("apps", "v1"), ("batch", "v1"), ("authorization.k8s.io", "v1"), ("serving.knative.dev", "v1")]
 
 
@@ -62,8 +64,7 @@ def resource_list(group_version, rts):
     for rt in rts:
         verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
         res.append({"name": rt.plural, "singularName": rt.kind.lower(), "namespaced": rt.namespaced,
-                    "kind": rt.kind, "verbs": verbs, "shortNames": SHORT.get(rt.plural, [])
-                    if not rt.group or rt.group == "apps" else (["ksvc", "kservice"] if rt.group else [])})
+                    "kind": rt.kind, "verbs": verbs, "shortNames": SHORT.get((rt.group, rt.plural), [])})
         for sub in SUBRESOURCES.get(rt.plural, []) if not rt.group else []:
             res.append({"name": rt.plural + "/" + sub, "singularName": "", "namespaced": True,
                         "kind": {"exec": "PodExecOptions", "portforward": "PodPortForwardOptions",

@@ -48,6 +48,8 @@ class Exec:
                       threading.Thread(target=self._pump, args=(self.proc.stderr, 2), daemon=True)]
         for t in self.pumps:
             t.start()
+        self.waiter = subprocess.Popen(["docker", "wait", docker_name], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
         threading.Thread(target=self._wait_container, daemon=True).start()
         threading.Thread(target=self._finish, daemon=True).start()
 
@@ -72,8 +74,7 @@ class Exec:
 
     def _wait_container(self):
         # `docker exec -i` outlives a force-removed container (it waits on stdin)
-        subprocess.run(["docker", "wait", self.docker_name], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        self.waiter.wait()
         if self.proc.poll() is None:
             self.proc.kill()
 
@@ -97,6 +98,9 @@ class Exec:
 
     def _finish(self):
         rc = self.proc.wait()
+        if self.waiter.poll() is None:
+            self.waiter.kill()
+        self.waiter.wait()
         for t in self.pumps:
             t.join(10)
         if self.first_err:
