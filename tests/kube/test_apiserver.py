@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import poll
 from tests.kube.conftest import bed_ready  # noqa: F401 (fixture)
 
 IMAGE = "wand-bed/py314:latest"
@@ -174,3 +175,41 @@ def test_standalone_command_writes_a_kubeconfig(tmp_path, bed_ready):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
+
+
+MANIFEST = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: made}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: made}}
+  template:
+    metadata: {labels: {app: made}}
+    spec:
+      containers:
+      - {name: app, image: wand-bed/py314:latest, command: [python3, /app/http_app.py],
+         securityContext: {runAsUser: 1000}}
+"""
+
+
+def test_create_from_manifest_controller_replaces_a_deleted_pod(cluster_module, tmp_path):
+    c = cluster_module
+    (tmp_path / "d.yaml").write_text(MANIFEST)
+    assert out(c.run("create", "-f", tmp_path / "d.yaml")) == ("deployment.apps/made created\n", "")
+    cp = c.run("rollout", "status", "deploy/made", "--timeout=60s", timeout=90)
+    assert cp.returncode == 0, out(cp)
+    pods = out(c.run("get", "pods", "-l", "app=made", "-o", "name"))[0].split()
+    assert len(pods) == 2
+    assert out(c.run("delete", pods[0]))[0] == 'pod "%s" deleted\n' % pods[0].split("/")[1]
+
+    def replaced():
+        now = out(c.run("get", "pods", "-l", "app=made", "-o", "name"))[0].split()
+        return len(now) == 2 and pods[0] not in now and now
+
+    now = poll(replaced, timeout=30, what="a replacement pod")
+    assert pods[1] in now
+    cp = c.run("create", "-f", tmp_path / "d.yaml")
+    assert out(cp)[1].strip() == 'Error from server (AlreadyExists): error when creating "%s": ' \
+        'deployments.apps "made" already exists' % (tmp_path / "d.yaml")
+    assert c.run("delete", "-f", tmp_path / "d.yaml").returncode == 0
+    assert out(c.run("get", "pods,rs", "-l", "app=made", "-o", "name"))[0] == ""

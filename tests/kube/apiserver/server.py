@@ -19,7 +19,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.kube.apiserver import streams
+from tests.kube.apiserver import controller, streams
 from tests.kube.apiserver.wire import WebSocket, ws_accept
 from tests.kube.apiserver import model as core
 
@@ -336,6 +336,11 @@ class Handler(BaseHTTPRequestHandler):
                        "preferredVersion": {"groupVersion": "%s/%s" % (g, v), "version": v}}
                       for g, v in GROUPS if g not in skip]
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if segs[:2] == ["openapi", "v3"]:
+            doc = controller.openapi_root() if len(segs) == 2 else controller.openapi_gv("/".join(segs[2:]))
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+            return self.send_json(200, doc)
         if segs[:2] == ["api", "v1"]:
             group, rest = "", segs[2:]
         elif len(segs) >= 3 and segs[0] == "apis":
@@ -364,8 +369,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.subresource(method, rt, ns, name, sub, query, user)
         verb = {"GET": "get" if name else ("watch" if query.get("watch") else "list"),
                 "DELETE": "delete", "PATCH": "patch", "POST": "create"}[method]
-        if method == "DELETE" and rt is core.RT_POD:
-            return self.delete_pod(user, ns, name)
+        if method == "DELETE" and name:
+            self.body()  # DeleteOptions: read, so the connection stays in step
+            with api.state() as st:
+                api.check(st, user, "delete", rt, name, ns)
+            if not controller.delete(api.state_path, rt, ns, name):
+                raise not_found(rt, name)
+            return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                        "details": {"name": name, "group": rt.group, "kind": rt.plural}})
+        if method == "POST" and not name:
+            return self.create(user, rt, ns or "default", query)
         if method != "GET":
             raise ApiError(405, "MethodNotAllowed", "%s is not supported by this test API server" % method)
         with api.state() as st:
@@ -405,15 +418,25 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(0.2)  # re-render from Docker: the emulation has no event source
         self.wfile.write(b"0\r\n\r\n")
 
-    def delete_pod(self, user, ns, name):
-        with self.api.state(write=True) as st:
-            self.api.check(st, user, "delete", core.RT_POD, name, ns)
-            pod = core.get_obj(st, core.RT_POD, ns, name)
-            if pod is None:
-                raise not_found(core.RT_POD, name)
-            st["objects"].pop(core.obj_key(core.RT_POD, ns, name))
-        core.remove_containers(core.pod_docker_names(pod))
-        self.send_json(200, core.live_pods([pod])[0])
+    def create(self, user, rt, ns, query):
+        body = json.loads(self.body() or b"{}")
+        if rt is core.RT_NS:
+            ns = None
+        with self.api.state() as st:
+            self.api.check(st, user, "create", rt, "", ns)
+        name = (body.get("metadata") or {}).get("name", "")
+        try:
+            controller.create(self.api.state_path, rt, ns, body)
+        except FileExistsError as e:
+            raise ApiError(409, "AlreadyExists", str(e), {"name": name, "group": rt.group, "kind": rt.plural})
+        except ValueError as e:
+            raise ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (rt.kind, name, e))
+        except NotImplementedError as e:
+            raise ApiError(405, "MethodNotAllowed", str(e))
+        if query.get("dryRun"):
+            raise ApiError(400, "BadRequest", "dry run is not served by the test API")
+        with self.api.state() as st:
+            self.send_json(201, self.api.get(st, rt, ns, name))
 
     def access_review(self):
         body = self.body()
@@ -548,5 +571,6 @@ def serve(state_path, port=0):
     handler = type("BoundHandler", (Handler,), {"api": Api(state_path)})
     httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
     httpd.daemon_threads = True
+    httpd.controller_stop = controller.start_controller(state_path)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd
