@@ -124,6 +124,31 @@ def ssar_from_protobuf(body):
     return {names[k]: v.decode() for k, v in ra.items() if k in names}
 
 
+def _pb_all(b, field):
+    """Every length-delimited value of a (repeated) field."""
+    out, i = [], 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        if key & 7 == 0:
+            _, i = _varint(b, i)
+            continue
+        ln, i = _varint(b, i)
+        if key >> 3 == field:
+            out.append(b[i:i + ln])
+        i += ln
+    return out
+
+
+def namespace_from_protobuf(body):
+    """ObjectMeta (name, labels) of a Namespace in the `k8s\0` envelope."""
+    meta = pb_fields(pb_fields(pb_fields(body[4:])[2]).get(1, b""))
+    labels = {}
+    for entry in _pb_all(pb_fields(pb_fields(body[4:])[2]).get(1, b""), 11):
+        kv = pb_fields(entry)
+        labels[kv.get(1, b"").decode()] = kv.get(2, b"").decode()
+    return {"name": meta.get(1, b"").decode(), "labels": labels}
+
+
 def ssar_to_protobuf(spec_bytes_ra, allowed, reason):
     status = (b"\x08\x01" if allowed else b"\x08\x00") + (_pb_len(2, reason.encode()) if reason else b"")
     raw = _pb_len(1, b"") + _pb_len(2, _pb_len(1, spec_bytes_ra)) + _pb_len(3, status)
@@ -419,7 +444,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def create(self, user, rt, ns, query):
-        body = json.loads(self.body() or b"{}")
+        raw = self.body()
+        if raw.startswith(b"k8s\x00"):  # typed clients (e.g. `kubectl create namespace`) send protobuf
+            if rt is not core.RT_NS:
+                raise ApiError(415, "UnsupportedMediaType", "protobuf bodies are served for namespaces only")
+            body = {"metadata": namespace_from_protobuf(raw)}
+        else:
+            body = json.loads(raw or b"{}")
         if rt is core.RT_NS:
             ns = None
         with self.api.state() as st:
