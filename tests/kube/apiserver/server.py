@@ -414,6 +414,9 @@ class Handler(BaseHTTPRequestHandler):
                 obj = api.list(st, rt, ns, query)
         if query.get("watch"):
             return self.watch(rt, ns, name, query)
+        if "as=Table" in (self.headers.get("Accept") or ""):
+            items = [obj] if name else obj["items"]
+            obj = controller.table(rt, items, query.get("includeObject", [""])[0] == "Object")
         self.send_json(200, obj)
 
     def watch(self, rt, ns, name, query):
