@@ -270,9 +270,10 @@ def portforward(read, write, pod_desc, netns_pid):
             sess.data(p["error"], msg.encode(), fin=True)
             sess.data(p["data"], b"", fin=True)
             return
-        p["sock"] = sock
-        for data, fin in p.pop("pending", []):
-            feed(p, data, fin)
+        with p["lock"]:  # data that came before the connection goes first, in order
+            for data, fin in p.pop("pending", []):
+                _send(sock, data, fin)
+            p["sock"] = sock
 
         def pump():
             try:
@@ -289,11 +290,7 @@ def portforward(read, write, pod_desc, netns_pid):
 
         threading.Thread(target=pump, daemon=True).start()
 
-    def feed(p, data, fin):
-        sock = p.get("sock")
-        if sock is None:
-            p.setdefault("pending", []).append((data, fin))
-            return
+    def _send(sock, data, fin):
         try:
             if data:
                 sock.sendall(data)
@@ -302,10 +299,18 @@ def portforward(read, write, pod_desc, netns_pid):
         except OSError:
             pass
 
+    def feed(p, data, fin):
+        with p["lock"]:
+            sock = p.get("sock")
+            if sock is None:
+                p.setdefault("pending", []).append((data, fin))
+                return
+        _send(sock, data, fin)
+
     def on_stream(s, sid, headers):
         req = headers.get("requestid", "0")
         kind = headers.get("streamtype", "")
-        p = pairs.setdefault(req, {"port": headers.get("port", "0")})
+        p = pairs.setdefault(req, {"port": headers.get("port", "0"), "lock": threading.Lock()})
         p[kind] = sid
         by_sid[sid] = p
         s.reply(sid)
