@@ -263,3 +263,34 @@ def test_gcloud_dispatcher_runs_the_servers_version(tmp_path, bed_ready):
         assert "--custom" not in cp.stderr
     finally:
         c.close()
+
+
+def test_attach_follows_a_pod_deleted_with_kubectl(cluster, tmp_path):
+    """`kubectl create -f` a Deployment, attach, `kubectl delete pod`: the API's ReplicaSet
+    controller makes a replacement and attach follows it on the same local port."""
+    from tests.kube.test_apiserver import MANIFEST
+
+    c = cluster
+    if c.transport != "websocket":
+        pytest.skip("one transport is enough here (port-forward over SPDY: the journey above)")
+    (tmp_path / "d.yaml").write_text(MANIFEST.replace("replicas: 2", "replicas: 1"))
+    assert c.run("create", "-f", tmp_path / "d.yaml").returncode == 0
+    assert c.run("rollout", "status", "deploy/made", "--timeout=60s", timeout=90).returncode == 0
+    (old,) = c.pods(selector="app=made")
+    c.wait_pod_ready(old, ready_line="READY")
+    p = subprocess.Popen([WAND, "attach", "deploy/made", "--local-port", "0", "-o", "json"],
+                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
+        assert ready["target"] == f"pod/{old}"
+        assert c.run("delete", "pod", old, "--wait=false").returncode == 0
+        again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
+        assert again["reattach"] is True and again["target"] != ready["target"]
+        assert again["port"] == ready["port"]
+        dap = DAPClient("127.0.0.1", again["port"])
+        assert dap.request("initialize", adapterID="debugpy", clientID="wand-test")["success"]
+        dap.close()
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=60)
+    assert rc == 0, p.stderr.read()
