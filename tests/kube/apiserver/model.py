@@ -22,7 +22,7 @@ import subprocess
 import time
 
 LABEL = "kubectl-wand-testpod"
-DEFAULT_IMAGE = os.environ.get("WAND_STANDIN_IMAGE", "wand-bed/py314:latest")
+DEFAULT_IMAGE = os.environ.get("WAND_TEST_POD_IMAGE", "wand-bed/py314:latest")
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand
 NODE_NAME = "wand-node"
 DEFAULT_SERVER_VERSION = "v1.32.4"
