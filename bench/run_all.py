@@ -6,7 +6,7 @@ Runs, one after the other (they would disturb each other's timings in parallel):
 
   bench_docker.py   exec and attach on the Docker backend next to the floor and the naive flow,
                     bytes per attach, helper containers per attaches
-  bench_kube.py     the same through the kubectl stand-in, kubectl calls per command
+  bench_kube.py     the same through the real kubectl and the test API, API requests per command
   bench_target.py   injection latency on a busy target (p50/p99), requests/s of an HTTP target
                     before attach, listening, client attached, after detach
   bench_fanout.py   ps and exec --all over 1, 5 and 20 replicas

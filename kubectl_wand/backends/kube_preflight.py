@@ -40,7 +40,7 @@ def preflight(backend, target, start_listing) -> Preflight:
     sec = "kubectl and cluster"
     ns_opt = backend.opts.get("namespace")
     with ThreadPoolExecutor(max_workers=8) as pool:
-        f_client = pool.submit(run, [backend.kubectl, "version", "--client", "-o", "json"], 20)
+        f_client = pool.submit(run, backend.client_version_argv(), 20)
         f_server = pool.submit(run, backend.base(namespaced=False) + ["version", "-o", "json"],
                                30)
         f_rbac = [(v, r, s, pool.submit(_can_i, backend, v, r, s)) for v, r, s in RBAC]
