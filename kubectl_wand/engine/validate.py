@@ -97,6 +97,9 @@ def process_checks(p: Proc, facts: dict, kind: str, psa_ok: Optional[bool],
         blocker = p.extra.get("inject_blocker") or p.extra.get("helper_blocker")
         if blocker:
             out.append(Check(section, "helper interpreter", False, blocker,
+                             "target its container instead (docker/NAME, or its pod): its "
+                             "helper runs a pristine copy of the image" if
+                             blocker.startswith("runs in a container") else
                              "pass --image with an image that has this Python version; the "
                              "helper runs its own interpreter, never the target's"))
         elif kind == "kubernetes":
