@@ -325,20 +325,38 @@ def remote_root(proc: Proc) -> str:
 
 
 class Attachment:
-    """debugpy listening inside the target, for as long as this object lives."""
+    """debugpy listening inside the target, behind its gate, for as long as this object lives.
+
+    The session's secret (``preamble``) must open every connection to the gate; the
+    forwarders add it. Without --keep, the agent's connection stays open as the session's
+    lifeline: ``detach()`` sends it a stop; if this process dies, its end does the same."""
 
     def __init__(self, session: Session, port: int = 5679, keep: bool = False,
-                 wait_for_client: bool = False, ack_timeout: float = 5.0):
+                 wait_for_client: bool = False, ack_timeout: float = 5.0,
+                 keep_seconds: Optional[float] = None):
+        import secrets
+
         self.session, self.port, self.keep = session, port, keep
+        self.keep_seconds = keep_seconds
         self.wait_for_client, self.ack_timeout = wait_for_client, ack_timeout
         self.listening: Optional[dict] = None
+        self.secret = secrets.token_hex(24)
+        self.detached: Optional[dict] = None
+
+    @property
+    def preamble(self) -> Optional[bytes]:
+        """First bytes of each connection to the gate (None: the app's own debugpy, no gate)."""
+        if self.listening and self.listening.get("gated"):
+            return b"kubectl-wand-dap " + self.secret.encode() + b"\n"
+        return None
 
     def start(self) -> dict:
         events = self.session.request(
             "attach", {"port": self.port, "wait_for_client": self.wait_for_client,
-                       "keep": self.keep},
+                       "keep": self.keep, "keep_seconds": self.keep_seconds,
+                       "secret": self.secret},
             keep=self.keep, **self._debugpy(),
-            ack_timeout=self.ack_timeout)
+            ack_timeout=self.ack_timeout, until=("listening", "ready"))
         for ev in events:
             if ev.get("event") == "listening":
                 self.listening = ev
@@ -356,22 +374,31 @@ class Attachment:
         return {"blobs": [("debugpy.tgz", bundle.archive())]}
 
     def wait(self, poll: float = 0.5) -> dict:
-        """The injector's next unsolicited event (target exit, closed), or idle after ``poll``."""
+        """The injector's next unsolicited event (a client came or went, target exit,
+        closed), or idle after ``poll``."""
         import queue
 
         try:
             ev = self.session.chan.events.get(timeout=poll)
         except queue.Empty:
             return {"event": "idle"}
-        return ev if ev is not CLOSED else {"event": "closed"}
+        if ev is CLOSED:
+            return {"event": "closed"}
+        if ev.get("event") == "detached":
+            self.detached = ev
+        return ev
 
     def detach(self) -> Optional[dict]:
         if self.keep:
-            self.session.chan.send({"op": "leave"})
+            self.session.chan.send({"op": "leave",
+                                    "until": (self.listening or {}).get("keep_until")})
             self.session.chan.close()
             return None
         # Bounded: a user pressing Ctrl-C wants out, even if the pod is unreachable.
         self.session.timeout = min(self.session.timeout, 15.0)
-        events = self.session.request("detach", {}, final=True)
-        self.session.chan.close()
-        return next((e for e in events if e.get("event") == "detached"), None)
+        if self.detached is None and self.listening and not self.listening.get("foreign"):
+            self.session.send_control({"op": "stop", "why": "detach"})
+            events = self.session._until("ready", self.session.timeout)
+            self.detached = next((e for e in events if e.get("event") == "detached"), None)
+        self.session.close()
+        return self.detached

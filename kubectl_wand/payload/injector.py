@@ -432,11 +432,13 @@ class Stage:
             same = False
         self.ref = alias if same else path
 
-    def keep(self, pid, start):
+    def keep(self, pid, start, until=None):
         """Mark the directory as in use after we exit: the debugger of process ``pid``
-        imports from it (collect_stale spares it while that process lives)."""
+        imports from it (collect_stale spares it while that process lives, and for a --keep
+        lifetime only ``until`` then)."""
         try:
-            self.write("keep", json.dumps([pid, start]).encode(), give=False)
+            self.write("keep", json.dumps([pid, start] + ([until] if until else [])).encode(),
+                       give=False)
         except OSError:
             pass
 
@@ -583,7 +585,10 @@ def _kept_alive(fd):
     except OSError:
         return False
     try:
-        pid, start = json.loads(os.read(kfd, 200).decode())
+        marker = json.loads(os.read(kfd, 200).decode())
+        pid, start = marker[:2]
+        if len(marker) > 2 and time.time() > float(marker[2]) + 1:
+            return False  # its --keep lifetime is over: the debugger stopped by itself
         return alive(int(pid), int(start))
     except (ValueError, TypeError, OSError):
         return True  # unreadable: spare it
@@ -1095,22 +1100,57 @@ EXITED_HINT = ("the code (or something it triggered) ended the process; check th
                "logs and whether it was restarted")
 
 
+STOP_GRACE = 3.0  # seconds the agent has, after a stop, for its final event
+
+
+def control(conn, obj):
+    """One control line to the agent (a CLI frame verbatim, or a stop)."""
+    line = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    if b"\n" in line.strip():
+        line = json.dumps(json.loads(line.decode())).encode()
+    conn.setblocking(True)
+    try:
+        conn.sendall(line.strip() + b"\n")
+    except OSError:
+        pass  # the agent is gone; the relay sees it
+    conn.setblocking(False)
+
+
 def relay(conn, pid, start, timeout, on_event=None):
-    """Copy the agent's JSON lines to stdout until it closes; returns the last event."""
+    """Copy the agent's JSON lines to stdout until it closes; returns the last event.
+
+    Meanwhile each frame the CLI sends is forwarded to the agent as one JSON line; the CLI's
+    end (stdin EOF) or the op's timeout sends the agent ``{"op": "stop", "why": ...}`` and
+    leaves it STOP_GRACE seconds for its final event."""
     conn.setblocking(False)
     buf, last, name = b"", None, None
     deadline = None if timeout is None else time.monotonic() + timeout
+    stdin, ending = True, None
     while True:
-        if deadline is not None and time.monotonic() > deadline:
-            emit("timeout", seconds=timeout)
+        now = time.monotonic()
+        if ending is not None and now > ending:
             return last
-        r, _, _ = select.select([conn], [], [], 0.05)
-        if not r:
-            if not alive(pid, start):
+        if deadline is not None and now > deadline:
+            emit("timeout", seconds=timeout)
+            control(conn, {"op": "stop", "why": "timeout"})
+            deadline, ending = None, min(ending or now + STOP_GRACE, now + STOP_GRACE)
+        r, _, _ = select.select([conn, 0] if stdin else [conn], [], [], 0.05)
+        if 0 in r:
+            try:
+                control(conn, read_frame())
+            except EOFError:
+                stdin = False
+                control(conn, {"op": "stop", "why": "eof"})
+                ending = min(ending or now + STOP_GRACE, now + STOP_GRACE)
+        if conn not in r:
+            if not r and not alive(pid, start):
                 raise Fail("exited", "process %d exited while running the injected code" % pid,
                            EXITED_HINT)
             continue
-        chunk = conn.recv(65536)
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            chunk = b""
         if not chunk:
             if name not in FINAL_EVENTS:
                 # the agent hung up before its answer: what the death of the process looks
@@ -1164,7 +1204,7 @@ def stage2(state):
             if op == "leave":
                 state["keep_stage"] = True
                 if stage is not None:
-                    stage.keep(pid, start)
+                    stage.keep(pid, start, req.get("until"))
                 return
             if op == "close":
                 return
@@ -1202,16 +1242,14 @@ def stage2(state):
                 else:
                     written.append(name + "-" + secrets.token_hex(4))
                     params[name + "_path"] = stage.write(written[-1], data)
-            if op == "attach" and not req.get("keep"):
-                state["on_eof"] = {"op": "detach", "params": {}}
             emit("staged", dir=stage.path)
             try:
                 last = inject_once(stage, pid, start, params, req)
             finally:
                 for name in written:
                     stage.unlink(name)
-            if op == "detach":
-                state.pop("on_eof", None)
+            if op == "detach" or "was_attached" in (last or {}):
+                # (an attach's session ends with "detached" when its lifeline closes)
                 if last and last.get("was_attached"):
                     if last.get("stopped") is False:
                         # another session still uses the debugger; if its tree is ours, keep it
@@ -1220,7 +1258,7 @@ def stage2(state):
                             stage.keep(pid, start)
                     else:
                         release_kept(last.get("lib"), stage.path)
-                if req.get("final", True):
+                if op == "detach" and req.get("final", True):
                     emit("done")
                     return
     finally:
