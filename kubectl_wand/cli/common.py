@@ -92,8 +92,28 @@ def proc_row(p: Proc, wide=False):
            p.role, f"{p.cpu_percent:.1f}", fmt_rss(p.rss_kb),
            "yes" if p.blocker is None else f"no: {p.blocker}"]
     cmd = p.command
+    left = wand_threads(p) if wide else None
+    if left:
+        cmd += "  [left by kubectl-wand: " + ", ".join(left) + "]"
     row.append(cmd if wide else (cmd[:60] + "…" if len(cmd) > 61 else cmd))
     return row
+
+
+# OS thread names are cut at 15 bytes: what each of the agent's threads is
+WAND_THREADS = {"kubectl-wand-bg": "exec --detach", "kubectl-wand-ex": "exec",
+                "kubectl-wand-lo": "loglevel --for timer", "kubectl-wand-ke": "--keep timer",
+                "kubectl-wand-ga": "debugger", "kubectl-wand-at": "attach session"}
+
+
+def wand_threads(p: Proc):
+    """What kubectl-wand runs in the process now, from its threads' names (ps -o wide)."""
+    names = (p.extra or {}).get("wand_threads") or []
+    out = []
+    for n in names:
+        what = WAND_THREADS.get(n[:15])
+        if what and what not in out:
+            out.append(what)
+    return out
 
 
 PROC_HEADERS = ["PID", "PPID", "USER", "PYTHON", "ROLE", "CPU%", "RSS", "ATTACH", "COMMAND"]

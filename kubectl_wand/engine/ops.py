@@ -269,6 +269,10 @@ class ExecResult:
     seconds: float = 0.0
     events: List[dict] = field(default_factory=list)
     phase: str = "run"  # "compile": the code did not compile, nothing ran
+    interrupted: bool = False  # Ctrl-C: the CLI asked the target to stop the code
+    stopped: Optional[str] = None  # why the code was stopped in the target (timeout…)
+    blocked: Optional[dict] = None  # not stopped in time: the C call it is blocked in…
+    detached: Optional[dict] = None  # --detach: the thread it runs on in the background
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -279,17 +283,35 @@ def clean_text(s: str) -> str:
     return _SURROGATES.sub("\ufffd", s)
 
 
+STOP_GRACE = 10.0  # seconds to wait for the target's answer after asking it to stop
+
+
 def run_code(session: Session, source: bytes, filename: str, timeout: Optional[float],
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
-             ack_timeout: float = 5.0) -> ExecResult:
+             ack_timeout: float = 5.0, detach: bool = False) -> ExecResult:
+    """Run code in the target; --timeout or Ctrl-C (KeyboardInterrupt here) stop it there
+    (the agent raises an exception in its thread) and the result says how that went."""
+    events: List[dict] = []
+
     def on_event(ev):
+        events.append(ev)
         if ev.get("event") == "output":
             on_output(ev.get("stream", "stdout"), clean_text(ev.get("data", "")))
 
-    events = session.request("exec", {"filename": filename, "max_output": max_output},
-                             blobs=[("code", source)], timeout=timeout, on_event=on_event,
-                             ack_timeout=ack_timeout)
     res = ExecResult(status=None, events=events)
+    params = {"filename": filename, "max_output": max_output}
+    if detach:
+        params["detach"] = True
+    try:
+        session.request("exec", params, blobs=[("code", source)],
+                        timeout=None if detach else timeout, on_event=on_event,
+                        ack_timeout=ack_timeout)
+    except KeyboardInterrupt:
+        if not any(e.get("event") == "ack" for e in events):
+            raise  # not running yet: nothing to stop
+        res.interrupted = True
+        session.send_control({"op": "stop", "why": "interrupt"})
+        session._until("ready", STOP_GRACE, on_event)
     for ev in events:
         if ev.get("event") == "result":
             res.status, res.traceback = ev.get("status"), ev.get("traceback")
@@ -297,9 +319,30 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
                 res.traceback = clean_text(res.traceback)
             res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
             res.phase = ev.get("phase") or "run"
+            res.stopped = ev.get("stopped")
+            if ev.get("detached"):
+                res.detached = ev
+        elif ev.get("event") == "stopping":
+            res.blocked = ev
         elif ev.get("event") == "timeout":
             res.timed_out = True
     return res
+
+
+def describe_stop(res: ExecResult, pid: int) -> str:
+    """What became of code the user stopped: stopped, or still blocked in a named C call."""
+    if res.blocked:
+        b = res.blocked
+        call = b.get("call") or "a call into C code"
+        where = f" at {b['where']}" if b.get("where") else ""
+        kernel = f"; the kernel shows it waiting in {b['kernel']}" if b.get("kernel") else ""
+        return (f"the code could not be stopped yet: thread {b.get('thread', '?')!r} of PID "
+                f"{pid} is blocked inside {call}{where}{kernel}. It will be stopped as soon as "
+                f"that call returns to Python (its end is logged to the target's stderr)")
+    if res.stopped:
+        return f"the code was stopped in PID {pid} (after {res.seconds:g}s); the process carries on"
+    return (f"the code's end was not confirmed by PID {pid}; it may still be running in "
+            "thread 'kubectl-wand-exec' (see `kubectl wand stacks`)")
 
 
 def remote_root(proc: Proc) -> str:

@@ -116,7 +116,7 @@ def source(name: str) -> str:
         return pkgutil.get_data(__name__, f"{name}.py").decode("utf-8")
 
 
-AGENT_PARTS = ("agent", "debugger", "dapgate")
+AGENT_PARTS = ("agent", "stopper", "debugger", "dapgate")
 
 
 @lru_cache(maxsize=None)

@@ -142,7 +142,10 @@ class Router:
         return sink(self._name, s)
 
     def flush(self):
-        if threading.get_ident() not in self._sinks and self._orig is not None:
+        sink = self._sinks.get(threading.get_ident())
+        if sink is not None:
+            sink.flush()  # print(..., flush=True) in the code: the CLI sees it now
+        elif self._orig is not None:
             self._orig.flush()
 
     @property
@@ -167,7 +170,10 @@ class BufferRouter:
         return len(b)
 
     def flush(self):
-        if threading.get_ident() not in self._r._sinks:
+        sink = self._r._sinks.get(threading.get_ident())
+        if sink is not None:
+            sink.flush()
+        else:
             self._r._orig.buffer.flush()
 
     def __getattr__(self, name):
@@ -240,7 +246,24 @@ class Capture:
         self.flush()
 
 
+class ExecStopped(BaseException):
+    """Raised asynchronously in an exec thread the operator stopped (--timeout, Ctrl-C, its
+    CLI gone); a BaseException, so ``except Exception`` in the user's code lets it through."""
+
+
+def _compile_user(params):
+    filename = params.get("filename") or "<kubectl-wand exec>"
+    if params.get("code_path"):
+        with open(params["code_path"], "rb") as f:
+            source = f.read()
+    else:
+        source = params.get("code", "")
+    return filename, compile(source, filename, "exec")
+
+
 def do_exec(chan, params):
+    if params.get("detach"):
+        return _exec_detached(chan, params)
     ident = threading.get_ident()
     cap = Capture(chan, params.get("max_output", MAX_OUTPUT_DEFAULT))
     routers = {}
@@ -250,18 +273,21 @@ def do_exec(chan, params):
             routers[name]._sinks[ident] = cap
     status, tb, phase = 0, None, "compile"
     started = time.monotonic()
+    run = Running(ident, params)
+    stopped = None
     try:
-        filename = params.get("filename") or "<kubectl-wand exec>"
-        if params.get("code_path"):
-            with open(params["code_path"], "rb") as f:
-                source = f.read()
-        else:
-            source = params.get("code", "")
-        code = compile(source, filename, "exec")
+        filename, code = _compile_user(params)
         phase = "run"
         ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
               "__file__": filename}
-        exec(code, ns)
+        run.watch(chan)
+        try:
+            exec(code, ns)
+        finally:
+            run.finish()
+    except ExecStopped as e:
+        status, stopped = None, run.why
+        tb = clean("".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next)))
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if e.code is not None and not isinstance(e.code, int):
@@ -278,9 +304,62 @@ def do_exec(chan, params):
             for name, r in routers.items():
                 _uninstall(name, r, ident)
         cap.finish()
+    seconds = round(time.monotonic() - started, 4)
+    if run.reported:  # the CLI was told it is still blocked; it is gone now: log the end
+        _log_line("exec id=%s stopped after %.1fs (%s)" % (params.get("id"), seconds,
+                                                          run.reported))
     chan.send("result", status=status, traceback=tb, truncated=cap.truncated, phase=phase,
-              seconds=round(time.monotonic() - started, 4))
+              seconds=seconds, stopped=stopped)
     chan.close()
+
+
+def _exec_detached(chan, params):
+    """--detach: the code runs on in a thread of its own, its output going to the process's
+    own stdout/stderr; the CLI gets the thread's name and leaves."""
+    try:
+        filename, code = _compile_user(params)
+    except BaseException as e:
+        chan.send("result", status=1, phase="compile", truncated=False, seconds=0,
+                  traceback=clean("".join(traceback.format_exception_only(type(e), e))))
+        chan.close()
+        return
+    st = state()
+    if not hasattr(st, "background"):
+        st.background = {}
+    ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
+          "__file__": filename}
+
+    def body():
+        started = time.monotonic()
+        status = 0
+        try:
+            exec(code, ns)
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            status = 1
+            traceback.print_exc()
+        finally:
+            st.background.pop(threading.get_ident(), None)
+        _log_line("exec --detach id=%s finished after %.1fs, status %s"
+                  % (params.get("id"), time.monotonic() - started, status))
+
+    t = threading.Thread(target=body, name="kubectl-wand-bg-exec", daemon=True)
+    t.start()
+    st.background[t.ident] = {"id": params.get("id"), "since": time.time()}
+    chan.send("result", status=None, detached=True, thread=t.name, native_id=t.native_id,
+              phase="run", truncated=False, seconds=0)
+    chan.close()
+
+
+def _log_line(text):
+    line = "[kubectl-wand] %s pid=%d %s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), text)
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except Exception:
+        pass
 
 
 # ---------------------------------------------------------------- log levels

@@ -226,7 +226,26 @@ def proc_info(pid, uptime, probe=True):
         elif item == b"WERKZEUG_RUN_MAIN=true":
             info["werkzeug_child"] = True
     info["user"] = _user_name(pid, info["uid"])
+    info["wand_threads"] = _wand_threads(pid)
     return info
+
+
+def _wand_threads(pid):
+    """OS names of the threads kubectl-wand runs in the process (a --detach'ed exec, a
+    loglevel timer, a kept debugger…): what the tool left there, for `ps -o wide`."""
+    out = []
+    try:
+        tasks = os.listdir(PROC + "/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tasks[:4096]:
+        try:
+            name = _read(PROC + "/%d/task/%s/comm" % (pid, t)).strip()
+        except OSError:
+            continue
+        if name.startswith("kubectl-wand"):
+            out.append(name)
+    return out
 
 
 _passwd = {}
@@ -1095,7 +1114,7 @@ class Injection:
             self.sock.close()
 
 
-FINAL_EVENTS = ("result", "listening", "waiting", "detached", "loglevel", "error")
+FINAL_EVENTS = ("result", "listening", "waiting", "detached", "loglevel", "error", "stopping")
 EXITED_HINT = ("the code (or something it triggered) ended the process; check the target's "
                "logs and whether it was restarted")
 
