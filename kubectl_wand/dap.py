@@ -114,4 +114,8 @@ class DAPClient:
         except DAPError:
             pass
         finally:
+            try:  # wakes our reader thread, so that close() really closes the connection
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.sock.close()

@@ -1,6 +1,7 @@
 """Local port forwarding: a loopback listener, one relay process per connection."""
 
 import errno
+import os
 import socket
 import subprocess
 import threading
@@ -15,6 +16,34 @@ from kubectl_wand.log import trace
 # a burst of connections cannot start an unbounded number of relay processes.
 CHUNK = 65536
 MAX_CONNECTIONS = 16
+
+
+def peer_uid(conn: socket.socket) -> Optional[int]:
+    """The uid owning the other end of a loopback TCP connection to us (Linux /proc/net/tcp),
+    or None where that cannot be read."""
+    try:
+        peer_host, peer_port = conn.getpeername()[:2]
+        my_port = conn.getsockname()[1]
+        with open("/proc/net/tcp") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return None
+    want_local = ":%04X" % peer_port
+    want_remote = ":%04X" % my_port
+    for line in lines:
+        f = line.split()
+        if len(f) > 7 and f[1].endswith(want_local) and f[2].endswith(want_remote):
+            return int(f[7])
+    return None
+
+
+def operator_uids() -> set:
+    """Who may use the editor's port: this user, and under sudo the user who ran sudo."""
+    uids = {os.getuid()}
+    sudo = os.environ.get("SUDO_UID", "")
+    if os.getuid() == 0 and sudo.isdigit():
+        uids.add(int(sudo))
+    return uids
 
 
 def listen_local(port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -49,6 +78,9 @@ class StdioForwarder:
         self.closed = False
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.prespawn, self.ahead, self.ahead_lock = prespawn, None, threading.Lock()
+        self.preamble: Optional[bytes] = None  # the debug gate's secret line, sent first
+        self.allowed = operator_uids()
+        self.refused: List[int] = []  # uids of local connections turned away
         if prespawn:
             self._refill()
         threading.Thread(target=self._accept, daemon=True, name="wand-forward").start()
@@ -90,6 +122,12 @@ class StdioForwarder:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            uid = peer_uid(conn)
+            if uid is not None and uid not in self.allowed:
+                # another local user: the port is the operator's alone
+                self.refused.append(uid)
+                conn.close()
+                continue
             if not self.slots.acquire(blocking=False):
                 conn.close()  # over MAX_CONNECTIONS: refused, the others go on
                 continue
@@ -116,6 +154,9 @@ class StdioForwarder:
 
         def up():
             try:
+                if self.preamble:
+                    p.stdin.write(self.preamble)
+                    p.stdin.flush()
                 while True:
                     data = conn.recv(CHUNK)
                     if not data:
@@ -210,16 +251,6 @@ class Early:
         self.released.set()
 
 
-class Direct:
-    """No relay needed: the debug server is already reachable from here."""
-
-    def __init__(self, port: int):
-        self.local_port = port
-
-    def close(self):
-        pass
-
-
 class TcpForwarder(StdioForwarder):
     """Relay to a TCP address reachable from this machine (local targets, other port)."""
 
@@ -234,6 +265,13 @@ class TcpForwarder(StdioForwarder):
             conn.close()
             return
         up.settimeout(None)
+        if self.preamble:
+            try:
+                up.sendall(self.preamble)
+            except OSError:
+                conn.close()
+                up.close()
+                return
 
         def pump(a, b):
             try:
@@ -252,3 +290,28 @@ class TcpForwarder(StdioForwarder):
 
         threading.Thread(target=pump, args=(conn, up), daemon=True).start()
         pump(up, conn)
+
+
+class Front(TcpForwarder):
+    """The editor's port in front of a forward that cannot add the gate's secret itself
+    (`kubectl port-forward`): it adds it. The inner forward's own port alone is useless."""
+
+    def __init__(self, inner, local_port: int):
+        self.inner = inner
+        super().__init__(inner.local_port, local_port)
+
+    @property
+    def dead(self):
+        return getattr(self.inner, "dead", False)
+
+    @property
+    def on_restart(self):
+        return getattr(self.inner, "on_restart", None)
+
+    @on_restart.setter
+    def on_restart(self, fn):
+        self.inner.on_restart = fn
+
+    def close(self):
+        super().close()
+        self.inner.close()

@@ -13,7 +13,7 @@ from typing import List
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box
-from kubectl_wand.backends.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.backends.forward import StdioForwarder, TcpForwarder
 from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
@@ -63,11 +63,19 @@ class LocalBackend(Backend):
 
         return str(cache_dir() / "compiled")  # this user's cache, on this host
 
+    def debug_port(self, box: Box, port: int, local_port: int) -> int:
+        """The gate's port in the target: any free one when it shares this network namespace
+        and the editor's port would take the same number."""
+        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+        if port == local_port and _ns(pid, "net") == _ns("self", "net"):
+            return 0
+        return port
+
     def forward(self, box: Box, remote_port: int, local_port: int):
         pid = box.extra.get("attached_pid") or box.extra.get("pid")
         if _ns(pid, "net") == _ns("self", "net"):
-            if local_port in (0, remote_port):
-                return Direct(remote_port)
+            # never the debug port itself: the editor's port adds the gate's secret and
+            # takes connections from this user only
             return TcpForwarder(remote_port, local_port)
         nsenter = shutil.which("nsenter")
         if not nsenter or os.geteuid() != 0:

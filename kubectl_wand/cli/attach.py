@@ -12,7 +12,7 @@ from kubectl_wand import editors, progress
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
 from kubectl_wand.engine import bundle, ops
-from kubectl_wand.backends.forward import Early
+from kubectl_wand.backends.forward import Early, Front
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.session import kill_point
 from kubectl_wand.errors import UsageError, WandError
@@ -26,7 +26,11 @@ FOLLOW_TIMEOUT = 180.0
               help="Port debugpy listens on inside the target (127.0.0.1 only).")
 @click.option("--local-port", type=int, default=5679, show_default=True,
               help="Local port to forward; 0 picks a free one.")
-@click.option("--keep", is_flag=True, help="Leave the debugger in the target on exit.")
+@click.option("--keep", "keep", is_flag=False, flag_value="30m", default=None,
+              metavar="[DURATION]",
+              help="Leave the debugger in the target on exit, for DURATION (default 30m, at "
+                   "most 7 days); it then stops by itself unless a session uses it. Put it "
+                   "after TARGET, or use --keep=DURATION.")
 @click.option("--wait-for-client", is_flag=True,
               help="Hold the target's main thread until an editor connects.")
 @click.option("--ack-timeout", type=float, default=5.0, show_default=True,
@@ -54,6 +58,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     """
     if not (0 < port < 65536) or not (0 <= local_port < 65536):
         raise UsageError("ports must be between 1 and 65535 (--local-port may be 0)", code="usage")
+    keep = _keep_seconds(keep)
     editor = {"name": f"kubectl-wand: {target}", "path": None}
     if launch_json:
         editor["path"] = editors.launch_json_path(launch_json)
@@ -84,7 +89,9 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
     editor = editor or {"name": f"kubectl-wand: {box.display}", "path": None}
     # a slow forward (kubectl port-forward) starts now: its start-up overlaps the injection
     reached = threading.Event()  # the injector listed the target's processes
-    early = (Early(lambda remote: backend.forward(box, remote, local_port), port,
+    front = getattr(backend, "front_forward", False)
+    inner_port = 0 if front else local_port
+    early = (Early(lambda remote: backend.forward(box, remote, inner_port), port,
                    after=reached if getattr(backend, "forward_after_reach", False) else None)
              if getattr(backend, "slow_forward", False) else None)
     try:
@@ -103,8 +110,11 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
     box.extra["attached_pid"] = proc.pid
     status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "
            f"{session.choice.reason}: {proc.command[:80]}")
-    att = ops.Attachment(session, port=port, keep=keep, wait_for_client=wait_for_client,
-                         ack_timeout=ack_timeout)
+    debug_port = backend.debug_port(box, port, local_port) \
+        if hasattr(backend, "debug_port") else port
+    att = ops.Attachment(session, port=debug_port, keep=bool(keep),
+                         wait_for_client=wait_for_client, ack_timeout=ack_timeout,
+                         keep_seconds=keep)
     fwd = None
     gone = None
     try:
@@ -115,7 +125,10 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
             status("debugpy was already listening in this process (another session or "
                    "--keep); reusing it")
         fwd = (early.result(ev.get("port") or port) if early
-               else backend.forward(box, ev.get("port") or port, local_port))
+               else backend.forward(box, ev.get("port") or port, inner_port))
+        if front and att.preamble:
+            fwd = Front(fwd, local_port)
+        fwd.preamble = att.preamble
         if hasattr(fwd, "on_restart"):
             fwd.on_restart = lambda n: status(f"port-forward dropped; restarted ({n})")
         cfg, warnings = editors.safe_config(
@@ -124,6 +137,8 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         for w in warnings:  # the folder comes from the target: never pasted in as it is
             status(f"warning: {w}")
         written = _write_launch_json(editor["path"], cfg) if editor["path"] else None
+        if keep:
+            status(_keep_note(ev, box, proc))
         if output == "json":
             click.echo(json.dumps({"event": "ready", "host": "127.0.0.1",
                                    "port": fwd.local_port, "pid": proc.pid,
@@ -147,6 +162,15 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         while True:
             ev = att.wait()
             idle = idle + 1 if ev.get("event") == "idle" else 0
+            if ev.get("event") == "client":
+                _client_note(ev)
+            refused = getattr(fwd, "refused", None)
+            while refused:
+                status(f"refused a connection to 127.0.0.1:{fwd.local_port} from uid "
+                       f"{refused.pop(0)}: the forwarded port is for your own user only")
+            if ev.get("event") == "detached":
+                raise WandError("the debugger in the target ended this session "
+                                f"({ev.get('why')})", "attach again", code="detached")
             # every 2 s of quiet, look at the target itself: a `docker exec` into a container
             # that was killed may never end, so its end is not always an event
             gone = _gone(backend, box) if idle % 4 == 3 else None
@@ -176,6 +200,36 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         if early:
             early.close()
         session.chan.close(timeout=1 if gone else 10)
+
+
+def _keep_seconds(text):
+    if text is None:
+        return None
+    from kubectl_wand.cli.loglevel import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as e:
+        raise UsageError(e.message.replace("--for", "--keep"),
+                         "e.g. --keep 30m, --keep=2h (at most 7 days)", code="usage")
+
+
+def _keep_note(ev, box, proc):
+    until = ev.get("keep_until")
+    when = time.strftime("%H:%M UTC", time.gmtime(until)) if until else "?"
+    return (f"--keep: the debugger stays in pid {proc.pid} until {when}, then stops by itself "
+            f"unless a session uses it. To end it sooner: `kubectl wand attach {box.display} "
+            f"--pid {proc.pid}` again, then Ctrl-C.")
+
+
+def _client_note(ev):
+    if ev.get("state") == "connected":
+        status("debugger client connected")
+    elif ev.get("why") == "client-gone":
+        status(f"debugger client went away without detaching: breakpoints cleared, threads "
+               f"resumed ({ev.get('resumed_ms')} ms); the next client can connect")
+    elif ev.get("state") == "gone":
+        status("debugger client disconnected")
 
 
 def _gone(backend, box):

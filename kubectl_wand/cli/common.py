@@ -96,12 +96,30 @@ def proc_row(p: Proc, wide=False):
            p.role, f"{p.cpu_percent:.1f}", fmt_rss(p.rss_kb),
            "yes" if p.blocker is None else safe(f"no: {p.blocker}", 200)]
     cmd = p.command
+    left = wand_threads(p) if wide else None
+    if left:
+        cmd += "  [left by kubectl-wand: " + ", ".join(left) + "]"
     row.append(safe(cmd, WIDE_COMMAND) if wide else
                (safe(cmd[:60]) + "…" if len(cmd) > 61 else safe(cmd)))
     return row
 
 
 WIDE_COMMAND = 4096  # characters of a command line in -o wide (the helper sends at most 4 KiB)
+# OS thread names are cut at 15 bytes: what each of the agent's threads is
+WAND_THREADS = {"kubectl-wand-bg": "exec --detach", "kubectl-wand-ex": "exec",
+                "kubectl-wand-lo": "loglevel --for timer", "kubectl-wand-ke": "--keep timer",
+                "kubectl-wand-ga": "debugger", "kubectl-wand-at": "attach session"}
+
+
+def wand_threads(p: Proc):
+    """What kubectl-wand runs in the process now, from its threads' names (ps -o wide)."""
+    names = (p.extra or {}).get("wand_threads") or []
+    out = []
+    for n in names:
+        what = WAND_THREADS.get(n[:15])
+        if what and what not in out:
+            out.append(what)
+    return out
 
 
 PROC_HEADERS = ["PID", "PPID", "USER", "PYTHON", "ROLE", "CPU%", "RSS", "ATTACH", "COMMAND"]

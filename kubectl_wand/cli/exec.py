@@ -1,6 +1,7 @@
 """`kubectl wand exec TARGET -f FILE | -c CODE`: run code inside the live process."""
 
 import json
+import signal
 import sys
 
 import click
@@ -19,7 +20,12 @@ from kubectl_wand.safe_text import StreamFilter
 @click.option("-f", "--file", "path", help="Python file to run in the target ('-' = stdin).")
 @click.option("-c", "--code", help="Python code to run in the target.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for the code to finish (it keeps running after).")
+              help="Seconds to wait for the code to finish; then it is stopped in the target "
+                   "(as on Ctrl-C), or said to be blocked in a named C call.")
+@click.option("--detach", is_flag=True,
+              help="Start the code in a background thread of the target and return at once: "
+                   "it keeps running (output to the process's own stdout/stderr); "
+                   "`ps -o wide` lists it.")
 @click.option("--ack-timeout", type=float, default=5.0, show_default=True,
               help="Seconds for the target's main thread to pick up the injection.")
 @click.option("--max-output", type=int, default=8 << 20, show_default=True,
@@ -36,13 +42,14 @@ from kubectl_wand.safe_text import StreamFilter
 @fanout_options
 @target_options(short_container=False)
 @kube_options
-def command(target, path, code, timeout, ack_timeout, max_output, output, quiet, raw, force,
-            pid, all_ready, all_processes, max_parallel, **opts):
+def command(target, path, code, timeout, detach, ack_timeout, max_output, output, quiet, raw,
+            force, pid, all_ready, all_processes, max_parallel, **opts):
     """Run Python code inside a live process and bring back its output and exit status.
 
     The code runs in a thread of the target (its main thread only starts it), with globals
     of its own; `import app` or `sys.modules` reach the application. Exit status: the
-    code's (0, 1 if it raised, N for sys.exit(N)); 124 if --timeout expired.
+    code's (0, 1 if it raised, N for sys.exit(N)); 124 if --timeout expired, 130 on Ctrl-C:
+    both stop the code in the target, and say so (or name the C call it is blocked in).
     """
     if (path is None) == (code is None):
         raise UsageError("give exactly one of -f FILE or -c CODE",
@@ -51,6 +58,8 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
     source = ops.read_script(path) if path else code.encode("utf-8", "surrogateescape")
     ops.refuse_fatal(source, force)
     filename = path if path and path != "-" else "<kubectl-wand -c>"
+    if detach and (all_ready or all_processes):
+        raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
     if all_ready or all_processes:
         return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
                         quiet, pid, all_ready, all_processes, max_parallel, opts, raw)
@@ -76,19 +85,34 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
             streams[stream].write(f.feed(data) if f else data)
             streams[stream].flush()
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C (or a TERM) stops the code in the target: also when started with SIGINT
+        # ignored (a background job of a script)
+        signal.signal(sig, signal.default_int_handler)
     try:
         res = ops.run_code(session, source, filename, timeout, on_output, max_output,
-                           ack_timeout)
+                           ack_timeout, detach=detach)
     finally:
         session.close()
         for name, f in filters.items():
             streams[name].write(f.flush())
+    ended = res.timed_out or res.interrupted
+    if ended and res.stopped:
+        res.traceback = None  # the stop's own exception in the user's code: said below
     if output == "json":
         click.echo(json.dumps({
             "target": box.display, "pid": session.pid, "status": res.status,
             "stdout": "".join(collected["stdout"]), "stderr": "".join(collected["stderr"]),
             "traceback": res.traceback, "truncated": res.truncated, "timed_out": res.timed_out,
+            "interrupted": res.interrupted, "stopped": bool(res.stopped),
+            "blocked_in": (res.blocked or {}).get("call") if res.blocked else None,
+            "detached": ({"thread": res.detached.get("thread")} if res.detached else None),
             "seconds": res.seconds}, indent=2))
+    elif res.detached and res.status is None:
+        status(f"started in the background in thread {res.detached.get('thread')!r} of PID "
+               f"{session.pid}; it keeps running after this command (its output goes to the "
+               f"process's own stdout/stderr). `kubectl wand ps {box.display} -o wide` lists it.")
+        raise SystemExit(0)
     else:
         if res.traceback:
             f = filters.get("stderr")
@@ -107,12 +131,18 @@ def command(target, path, code, timeout, ack_timeout, max_output, output, quiet,
         if res.truncated:
             status(f"[kubectl-wand] output truncated at {max_output} characters (--max-output)")
         if res.timed_out:
-            raise WandError(f"the code did not finish within {timeout:g}s; it is still running "
-                            f"in thread 'kubectl-wand-exec' of PID {session.pid}",
-                            "raise --timeout, or make the code return sooner",
-                            code="timeout", exit_code=124)
+            raise WandError(f"the code did not finish within {timeout:g}s; "
+                            + ops.describe_stop(res, session.pid),
+                            "raise --timeout, make the code return sooner, or run it with "
+                            "--detach", code="timeout", exit_code=124)
+        if res.interrupted:
+            raise WandError("interrupted; " + ops.describe_stop(res, session.pid),
+                            "--detach runs code that should outlive this command",
+                            code="interrupted", exit_code=130)
     if res.timed_out:
         raise SystemExit(124)
+    if res.interrupted:
+        raise SystemExit(130)
     if res.status is None:
         session.raise_if_gone()
         raise WandError("the injected code reported no result", "see the target's stderr",

@@ -38,7 +38,7 @@ def headline(r: UnitResult) -> str:
     if r.error is not None and r.status is None:
         return f"=== {label(r)}: ✗ error ({r.seconds:.2f}s)"
     if r.timed_out:
-        return f"=== {label(r)}: ✗ timed out, still running ({r.seconds:.2f}s)"
+        return f"=== {label(r)}: ✗ timed out, {r.stop or 'still running'} ({r.seconds:.2f}s)"
     mark = "✓" if r.ok else "✗"
     word = f"status {r.status}" if r.status is not None else ("ok" if r.ok else "failed")
     return f"=== {label(r)}: {mark} {word} ({r.seconds:.2f}s)"

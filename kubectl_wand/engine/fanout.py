@@ -94,6 +94,7 @@ class UnitResult:
     stderr: str = ""
     traceback: Optional[str] = None
     timed_out: bool = False
+    stop: Optional[str] = None  # after a timeout: "stopped", or the C call it is blocked in
     truncated: bool = False
     seconds: float = 0.0
     error: Optional[WandError] = None
@@ -220,6 +221,11 @@ def exec_work(source: bytes, filename: str, timeout: Optional[float], max_output
         res.stdout, res.stderr = "".join(out["stdout"]), "".join(out["stderr"])
         res.status, res.traceback = r.status, r.traceback
         res.timed_out, res.truncated = r.timed_out, r.truncated
+        if r.timed_out:
+            res.stop = ("stopped" if r.stopped else
+                        f"still blocked in {(r.blocked or {}).get('call') or 'C code'}")
+            if r.stopped:
+                res.traceback = None  # the stop's own exception: the headline says it
         res.ok = r.status == 0 and not r.timed_out
         if r.status is None and not r.timed_out:
             res.error = WandError("the injected code reported no result",

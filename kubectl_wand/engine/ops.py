@@ -269,6 +269,10 @@ class ExecResult:
     seconds: float = 0.0
     events: List[dict] = field(default_factory=list)
     phase: str = "run"  # "compile": the code did not compile, nothing ran
+    interrupted: bool = False  # Ctrl-C: the CLI asked the target to stop the code
+    stopped: Optional[str] = None  # why the code was stopped in the target (timeout…)
+    blocked: Optional[dict] = None  # not stopped in time: the C call it is blocked in…
+    detached: Optional[dict] = None  # --detach: the thread it runs on in the background
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -279,16 +283,24 @@ def clean_text(s: str) -> str:
     return _SURROGATES.sub("\ufffd", s)
 
 
+STOP_GRACE = 10.0  # seconds to wait for the target's answer after asking it to stop
+
+
 def run_code(session: Session, source: bytes, filename: str, timeout: Optional[float],
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
-             ack_timeout: float = 5.0) -> ExecResult:
-    # --max-output is enforced here too, not only by the agent in the target: a target that
-    # floods output events costs the operator at most max_output characters of output, and
-    # since the agent itself never sends more, a flood past it is cut short
+             ack_timeout: float = 5.0, detach: bool = False) -> ExecResult:
+    """Run code in the target; --timeout or Ctrl-C (KeyboardInterrupt here) stop it there
+    (the agent raises an exception in its thread) and the result says how that went.
+
+    --max-output is enforced here too, not only by the agent in the target: a target that
+    floods output events costs the operator at most max_output characters of output, and
+    since the agent itself never sends more, a flood past it is cut short."""
+    events: List[dict] = []  # all but output, which goes straight to on_output
     sent = [0, False, 0]  # characters passed on, cut?, characters received
 
     def on_event(ev):
         if ev.get("event") != "output":
+            events.append(ev)
             return
         data = ev.get("data", "")
         if not isinstance(data, str):
@@ -310,10 +322,20 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
             stream = ev.get("stream")
             on_output(stream if stream in ("stdout", "stderr") else "stdout", clean_text(data))
 
-    events = session.request("exec", {"filename": filename, "max_output": max_output},
-                             blobs=[("code", source)], timeout=timeout, on_event=on_event,
-                             ack_timeout=ack_timeout)
     res = ExecResult(status=None, events=events)
+    params = {"filename": filename, "max_output": max_output}
+    if detach:
+        params["detach"] = True
+    try:
+        session.request("exec", params, blobs=[("code", source)],
+                        timeout=None if detach else timeout, on_event=on_event,
+                        ack_timeout=ack_timeout)
+    except KeyboardInterrupt:
+        if not any(e.get("event") == "ack" for e in events):
+            raise  # not running yet: nothing to stop
+        res.interrupted = True
+        session.send_control({"op": "stop", "why": "interrupt"})
+        session._until("ready", STOP_GRACE, on_event)
     for ev in events:
         if ev.get("event") == "result":
             # the agent ran in the target: every field is checked for its type (a string
@@ -327,6 +349,11 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
             if res.traceback and len(res.traceback) > max_output:
                 res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
             res.phase = "compile" if ev.get("phase") == "compile" else "run"
+            res.stopped = ev.get("stopped") is True
+            if ev.get("detached"):
+                res.detached = ev
+        elif ev.get("event") == "stopping":
+            res.blocked = ev
         elif ev.get("event") == "timeout":
             res.timed_out = True
     res.truncated = bool(res.truncated) or sent[1]
@@ -335,6 +362,22 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
 
 def _int_or_none(v) -> Optional[int]:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def describe_stop(res: ExecResult, pid: int) -> str:
+    """What became of code the user stopped: stopped, or still blocked in a named C call."""
+    if res.blocked:
+        b = res.blocked
+        call = b.get("call") or "a call into C code"
+        where = f" at {b['where']}" if b.get("where") else ""
+        kernel = f"; the kernel shows it waiting in {b['kernel']}" if b.get("kernel") else ""
+        return (f"the code could not be stopped yet: thread {b.get('thread', '?')!r} of PID "
+                f"{pid} is blocked inside {call}{where}{kernel}. It will be stopped as soon as "
+                f"that call returns to Python (its end is logged to the target's stderr)")
+    if res.stopped:
+        return f"the code was stopped in PID {pid} (after {res.seconds:g}s); the process carries on"
+    return (f"the code's end was not confirmed by PID {pid}; it may still be running in "
+            "thread 'kubectl-wand-exec' (see `kubectl wand stacks`)")
 
 
 def remote_root(proc: Proc) -> str:
@@ -360,20 +403,38 @@ def remote_root(proc: Proc) -> str:
 
 
 class Attachment:
-    """debugpy listening inside the target, for as long as this object lives."""
+    """debugpy listening inside the target, behind its gate, for as long as this object lives.
+
+    The session's secret (``preamble``) must open every connection to the gate; the
+    forwarders add it. Without --keep, the agent's connection stays open as the session's
+    lifeline: ``detach()`` sends it a stop; if this process dies, its end does the same."""
 
     def __init__(self, session: Session, port: int = 5679, keep: bool = False,
-                 wait_for_client: bool = False, ack_timeout: float = 5.0):
+                 wait_for_client: bool = False, ack_timeout: float = 5.0,
+                 keep_seconds: Optional[float] = None):
+        import secrets
+
         self.session, self.port, self.keep = session, port, keep
+        self.keep_seconds = keep_seconds
         self.wait_for_client, self.ack_timeout = wait_for_client, ack_timeout
         self.listening: Optional[dict] = None
+        self.secret = secrets.token_hex(24)
+        self.detached: Optional[dict] = None
+
+    @property
+    def preamble(self) -> Optional[bytes]:
+        """First bytes of each connection to the gate (None: the app's own debugpy, no gate)."""
+        if self.listening and self.listening.get("gated"):
+            return b"kubectl-wand-dap " + self.secret.encode() + b"\n"
+        return None
 
     def start(self) -> dict:
         events = self.session.request(
             "attach", {"port": self.port, "wait_for_client": self.wait_for_client,
-                       "keep": self.keep},
+                       "keep": self.keep, "keep_seconds": self.keep_seconds,
+                       "secret": self.secret},
             keep=self.keep, **self._debugpy(),
-            ack_timeout=self.ack_timeout)
+            ack_timeout=self.ack_timeout, until=("listening", "ready"))
         for ev in events:
             if ev.get("event") == "listening":
                 port = ev.get("port")
@@ -395,22 +456,31 @@ class Attachment:
         return {"blobs": [("debugpy.tgz", bundle.archive())]}
 
     def wait(self, poll: float = 0.5) -> dict:
-        """The injector's next unsolicited event (target exit, closed), or idle after ``poll``."""
+        """The injector's next unsolicited event (a client came or went, target exit,
+        closed), or idle after ``poll``."""
         import queue
 
         try:
             ev = self.session.chan.events.get(timeout=poll)
         except queue.Empty:
             return {"event": "idle"}
-        return ev if ev is not CLOSED else {"event": "closed"}
+        if ev is CLOSED:
+            return {"event": "closed"}
+        if ev.get("event") == "detached":
+            self.detached = ev
+        return ev
 
     def detach(self) -> Optional[dict]:
         if self.keep:
-            self.session.chan.send({"op": "leave"})
+            self.session.chan.send({"op": "leave",
+                                    "until": (self.listening or {}).get("keep_until")})
             self.session.chan.close()
             return None
         # Bounded: a user pressing Ctrl-C wants out, even if the pod is unreachable.
         self.session.timeout = min(self.session.timeout, 15.0)
-        events = self.session.request("detach", {}, final=True)
-        self.session.chan.close()
-        return next((e for e in events if e.get("event") == "detached"), None)
+        if self.detached is None and self.listening and not self.listening.get("foreign"):
+            self.session.send_control({"op": "stop", "why": "detach"})
+            events = self.session._until("ready", self.session.timeout)
+            self.detached = next((e for e in events if e.get("event") == "detached"), None)
+        self.session.close()
+        return self.detached

@@ -367,14 +367,15 @@ class Session:
             if ev.get("event") == "error" and ev.get("code") not in ("port-busy", "listen-failed",
                                                                      "bad-op"):
                 raise_for(ev)
-            if ev.get("event") in (name, "done"):
+            if ev.get("event") in ((name, "done") if isinstance(name, str) else (*name, "done")):
                 return seen
 
     def request(self, op: str, params: dict, blobs=(), timeout: Optional[float] = None,
-                on_event=None, **extra) -> List[dict]:
-        """Inject one operation; returns its events (up to the injector's next 'ready')."""
+                on_event=None, until="ready", **extra) -> List[dict]:
+        """Inject one operation; returns its events (up to the injector's next 'ready', or
+        ``until``: an event name or a tuple of them)."""
         blobs = list(blobs)
-        msg = {"op": op, "params": params, "agent_source": payload.source("agent"),
+        msg = {"op": op, "params": params, "agent_source": payload.agent_source(),
                "blobs": [[name, len(data)] for name, data in blobs], **extra}
         if timeout is not None:
             msg["timeout"] = timeout
@@ -384,11 +385,16 @@ class Session:
         for _, data in blobs:
             self.chan.send_bytes(data)
         wait = self.timeout + (timeout or 0) + extra.get("ack_timeout", 5.0)
-        events = self._until("ready", wait, on_event)
+        events = self._until(until, wait, on_event)
         for ev in events:
             if ev.get("event") == "error":
                 raise_for(ev)
         return events
+
+    def send_control(self, obj: dict):
+        """A frame for the operation running now: stage 2 forwards it to the agent as one
+        JSON line (e.g. {"op": "stop", "why": "detach"})."""
+        self.chan.send(obj)
 
     def raise_if_gone(self):
         """The target itself went away (its container stopped…): say that, plainly."""

@@ -61,7 +61,7 @@ def trace_work(locations, exprs, where, rate, max_hits, for_seconds, ack_timeout
     tracer = payload.source("tracer").encode()
 
     def work(session, res: UnitResult, stop: threading.Event):
-        msg = {"op": "trace", "stoppable": True, "ack_timeout": ack_timeout,
+        msg = {"op": "trace", "ack_timeout": ack_timeout,
                "agent_source": payload.source("agent"), "blobs": [["tracer", len(tracer)]],
                "params": {"locations": locations, "exprs": exprs, "where": where,
                           "rate": rate, "max_hits": max_hits, "for_seconds": for_seconds}}

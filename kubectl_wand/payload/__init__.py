@@ -128,3 +128,13 @@ def _text(name: str) -> str:
         import pkgutil
 
         return pkgutil.get_data(__name__, f"{name}.py").decode("utf-8")
+
+
+AGENT_PARTS = ("agent", "stopper", "debugger", "dapgate")
+
+
+@lru_cache(maxsize=None)
+def agent_source() -> str:
+    """What runs inside the target: agent.py and the debugger parts it uses, as one source
+    (one compile, one namespace; the injector caches its code object by this text)."""
+    return "\n".join(source(n) for n in AGENT_PARTS)

@@ -18,7 +18,6 @@ import types
 
 STATE_MODULE = "_kubectl_wand_state"
 MAX_OUTPUT_DEFAULT = 8 * 1024 * 1024
-PYDEVD_MODULES = ("debugpy", "pydevd", "_pydevd", "_pydev", "pydev_", "_pydev_")
 SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -44,7 +43,33 @@ class Channel:
             except OSError:
                 pass  # the CLI went away; the work itself must not fail for that
 
+    def control(self, limit=65536):
+        """Control lines from the injector (JSON objects), until it closes the connection."""
+        buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    msg = json.loads(line.decode())
+                except ValueError:
+                    continue
+                if isinstance(msg, dict):
+                    yield msg
+            if len(buf) > limit:
+                return
+
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in control()
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -95,6 +120,10 @@ def run(params):
         return
     t = threading.Thread(target=work, args=(chan, params), name="kubectl-wand-" + op,
                          daemon=True)
+    if op in ("attach", "detach"):
+        # the debugger's own: never traced or suspended (a session's lifeline must answer
+        # while the app is stopped at a breakpoint)
+        t.pydev_do_not_trace = t.is_pydev_daemon_thread = True
     t.start()
 
 
@@ -113,7 +142,10 @@ class Router:
         return sink(self._name, s)
 
     def flush(self):
-        if threading.get_ident() not in self._sinks and self._orig is not None:
+        sink = self._sinks.get(threading.get_ident())
+        if sink is not None:
+            sink.flush()  # print(..., flush=True) in the code: the CLI sees it now
+        elif self._orig is not None:
             self._orig.flush()
 
     @property
@@ -138,7 +170,10 @@ class BufferRouter:
         return len(b)
 
     def flush(self):
-        if threading.get_ident() not in self._r._sinks:
+        sink = self._r._sinks.get(threading.get_ident())
+        if sink is not None:
+            sink.flush()
+        else:
             self._r._orig.buffer.flush()
 
     def __getattr__(self, name):
@@ -217,7 +252,24 @@ class Capture:
         self.flush()
 
 
+class ExecStopped(BaseException):
+    """Raised asynchronously in an exec thread the operator stopped (--timeout, Ctrl-C, its
+    CLI gone); a BaseException, so ``except Exception`` in the user's code lets it through."""
+
+
+def _compile_user(params):
+    filename = params.get("filename") or "<kubectl-wand exec>"
+    if params.get("code_path"):
+        with open(params["code_path"], "rb") as f:
+            source = f.read()
+    else:
+        source = params.get("code", "")
+    return filename, compile(source, filename, "exec")
+
+
 def do_exec(chan, params):
+    if params.get("detach"):
+        return _exec_detached(chan, params)
     ident = threading.get_ident()
     cap = Capture(chan, params.get("max_output", MAX_OUTPUT_DEFAULT))
     routers = {}
@@ -227,18 +279,21 @@ def do_exec(chan, params):
             routers[name]._sinks[ident] = cap
     status, tb, phase = 0, None, "compile"
     started = time.monotonic()
+    run = Running(ident, params)
+    stopped = None
     try:
-        filename = params.get("filename") or "<kubectl-wand exec>"
-        if params.get("code_path"):
-            with open(params["code_path"], "rb") as f:
-                source = f.read()
-        else:
-            source = params.get("code", "")
-        code = compile(source, filename, "exec")
+        filename, code = _compile_user(params)
         phase = "run"
         ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
               "__file__": filename}
-        exec(code, ns)
+        run.watch(chan)
+        try:
+            exec(code, ns)
+        finally:
+            run.finish()
+    except ExecStopped as e:
+        status, stopped = None, run.why
+        tb = clean("".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next)))
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if e.code is not None and not isinstance(e.code, int):
@@ -257,179 +312,62 @@ def do_exec(chan, params):
             for name, r in routers.items():
                 _uninstall(name, r, ident)
         cap.finish()
+    seconds = round(time.monotonic() - started, 4)
+    if run.reported:  # the CLI was told it is still blocked; it is gone now: log the end
+        _log_line("exec id=%s stopped after %.1fs (%s)" % (params.get("id"), seconds,
+                                                          run.reported))
     chan.send("result", status=status, traceback=tb, truncated=cap.truncated, phase=phase,
-              seconds=round(time.monotonic() - started, 4))
+              seconds=seconds, stopped=stopped)
     chan.close()
 
 
-# ---------------------------------------------------------------- debugger
-
-def _debugpy(params):
-    lib = params.get("debugpy_dir")
-    if "debugpy" not in sys.modules and lib:
-        if lib not in sys.path:
-            sys.path.append(lib)  # appended: the app's own imports must not see our tree first
-    import debugpy
-
-    return debugpy
-
-
-class GilPriority:
-    """A short GIL switch interval while this thread imports debugpy and starts listening.
-
-    Each file read during an import lets the GIL go; getting it back from a CPU-bound main
-    thread takes a whole switch interval (5 ms by default), and an import does hundreds of
-    reads: seconds in all. With 0.1 ms it takes a fraction of a second. The app's own interval
-    comes back at once afterwards (unless it changed it meanwhile)."""
-
-    SHORT = 0.0001
-
-    def __enter__(self):
-        self.old = sys.getswitchinterval()
-        sys.setswitchinterval(min(self.old, self.SHORT))
-        self.set = sys.getswitchinterval()  # as stored (whole microseconds), to compare later
-
-    def __exit__(self, *exc):
-        if sys.getswitchinterval() == self.set:
-            sys.setswitchinterval(self.old)
-
-
-def _check_port_free(host, port):
-    """pydevd waits forever if its in-process server cannot bind: find out first."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _exec_detached(chan, params):
+    """--detach: the code runs on in a thread of its own, its output going to the process's
+    own stdout/stderr; the CLI gets the thread's name and leaves."""
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-    finally:
-        s.close()
-
-
-class Foreign(Exception):
-    """The app itself already called debugpy.listen()."""
-
-
-def _listen(debugpy, host, port):
-    try:
-        debugpy.configure(subProcess=False)  # so that a later detach can stop it for good
-    except Exception:
-        pass  # configure() refuses after listen(): the app started debugpy itself
-    _check_port_free(host, port)
-    try:
-        debugpy.listen((host, port), in_process_debug_adapter=True)
-    except RuntimeError as e:
-        if "already been called" in str(e):
-            raise Foreign()
-        raise
-
-
-def do_attach(chan, params):
-    st = state()
-    host, port = "127.0.0.1", int(params.get("port", 5679))
-    try:
-        with st.lock:
-            if st.debug is not None:
-                # Another session's debugger: this session shares it, and its detach stops it
-                # only if no other session still uses it (sessions with --keep do not count).
-                if not params.get("keep"):
-                    st.debug["users"] = st.debug.get("users", 1) + 1
-                chan.send("listening", host=st.debug["host"], port=st.debug["port"], reused=True,
-                          lib=st.debug.get("lib"), users=st.debug.get("users", 1))
-                return
-            # pydevd warns on stderr about frozen modules; not the app's business
-            quiet = "PYDEVD_DISABLE_FILE_VALIDATION" not in os.environ
-            if quiet:
-                os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-            try:
-                with GilPriority():
-                    debugpy = _debugpy(params)
-                    _listen(debugpy, host, port)
-            finally:
-                if quiet:
-                    os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
-            pydevd = sys.modules.get("pydevd")
-            st.debug = {"host": host, "port": port, "lib": params.get("debugpy_dir"),
-                        "since": time.time(), "users": 0 if params.get("keep") else 1,
-                        "pydb": pydevd.get_global_debugger() if pydevd else None}
-        chan.send("listening", host=host, port=port, reused=False,
-                  debugpy=getattr(debugpy, "__version__", "?"), lib=params.get("debugpy_dir"))
-        if params.get("wait_for_client"):
-            chan.send("waiting")
-            chan.close()
-            debugpy.wait_for_client()
-    except Foreign:
-        chan.send("listening", host=host, port=None, reused=True, foreign=True)
-    except OSError as e:
-        chan.send("error", code="port-busy" if e.errno == 98 else "listen-failed",
-                  message="debugpy could not listen on %s:%d in the target: %s"
-                  % (host, port, e.strerror or e),
-                  hint="choose another port inside the target with --port")
-    except Exception as e:
-        chan.send("error", code="listen-failed", message="debugpy failed to start: %s: %s"
-                  % (type(e).__name__, e), traceback=traceback.format_exc())
-    finally:
+        filename, code = _compile_user(params)
+    except BaseException as e:
+        chan.send("result", status=1, phase="compile", truncated=False, seconds=0,
+                  traceback=clean("".join(traceback.format_exception_only(type(e), e))))
         chan.close()
-
-
-def _wake_listener(host, port):
-    """pydevd's accept() thread keeps the port open after close(); one connect wakes it."""
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, port), timeout=0.5).close()
-        except OSError:
-            return  # refused: the port is free
-        time.sleep(0.01)
-
-
-def do_detach(chan, params):
+        return
     st = state()
-    with st.lock:
-        info = st.debug
-        if info is None:
-            chan.send("detached", was_attached=False)
-            chan.close()
-            return
-        users = info.get("users", 1) - 1
-        if users > 0:  # another session still uses this debugger: leave it listening
-            info["users"] = users
-            chan.send("detached", was_attached=True, stopped=False, users=users,
-                      lib=info.get("lib"))
-            chan.close()
-            return
-        st.debug = None
-        try:
-            import pydevd
+    if not hasattr(st, "background"):
+        st.background = {}
+    ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
+          "__file__": filename}
 
-            pydevd.stoptrace()
-            # stoptrace() skips the disposal when pydevd already dropped its global debugger
-            # (a client disconnect does that): dispose of the one we started, explicitly.
-            py_db = info.get("pydb")
-            if py_db is not None:
-                py_db.dispose_and_kill_all_pydevd_threads(wait=True)
-                waiter = getattr(py_db, "_waiting_for_connection_thread", None)
-                if waiter is not None:
-                    waiter.do_kill_pydev_thread()
-        except Exception as e:
-            chan.send("warning", message="stoptrace: %s" % e)
-        _wake_listener(info["host"], info["port"])
+    def body():
+        started = time.monotonic()
+        status = 0
         try:
-            sys.modules["debugpy.server.api"].listen.called = False
-        except (KeyError, AttributeError):
-            pass
-        lib = info.get("lib")
-        if lib:
-            # Forget the shipped tree so a later attach imports a fresh copy from its new place.
-            if lib in sys.path:
-                sys.path.remove(lib)
-            for name in list(sys.modules):
-                mod = sys.modules.get(name)
-                f = getattr(mod, "__file__", None) or ""
-                if f.startswith(lib + "/") or name.startswith(PYDEVD_MODULES):
-                    del sys.modules[name]
-        if not st.routers and not getattr(st, "reverts", None):
-            sys.modules.pop(STATE_MODULE, None)
-    chan.send("detached", was_attached=True, stopped=True, lib=lib)
+            exec(code, ns)
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            status = 1
+            traceback.print_exc()
+        finally:
+            st.background.pop(threading.get_ident(), None)
+        _log_line("exec --detach id=%s finished after %.1fs, status %s"
+                  % (params.get("id"), time.monotonic() - started, status))
+
+    t = threading.Thread(target=body, name="kubectl-wand-bg-exec", daemon=True)
+    t.start()
+    st.background[t.ident] = {"id": params.get("id"), "since": time.time()}
+    chan.send("result", status=None, detached=True, thread=t.name, native_id=t.native_id,
+              phase="run", truncated=False, seconds=0)
     chan.close()
+
+
+def _log_line(text):
+    line = "[kubectl-wand] %s pid=%d %s\n" % (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), text)
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except Exception:
+        pass
 
 
 # ---------------------------------------------------------------- log levels

@@ -187,7 +187,26 @@ def proc_info(pid, uptime):
         elif item == b"WERKZEUG_RUN_MAIN=true":
             info["werkzeug_child"] = True
     info["user"] = _user_name(pid, info["uid"])
+    info["wand_threads"] = _wand_threads(pid)
     return info
+
+
+def _wand_threads(pid):
+    """OS names of the threads kubectl-wand runs in the process (a --detach'ed exec, a
+    loglevel timer, a kept debugger…): what the tool left there, for `ps -o wide`."""
+    out = []
+    try:
+        tasks = os.listdir(PROC + "/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tasks[:4096]:
+        try:
+            name = _read(PROC + "/%d/task/%s/comm" % (pid, t)).strip()
+        except OSError:
+            continue
+        if name.startswith("kubectl-wand"):
+            out.append(name)
+    return out
 
 
 ENV_MAX = 64 << 10  # per process: a hostile environment costs us at most this

@@ -31,7 +31,7 @@ def stage2(state):
             if op == "leave":
                 state["keep_stage"] = True
                 if stage is not None:
-                    stage.keep(pid, start)
+                    stage.keep(pid, start, req.get("until"))
                 return
             if op == "close":
                 return
@@ -74,16 +74,14 @@ def stage2(state):
                 else:
                     written.append(name + "-" + secrets.token_hex(4))
                     params[name + "_path"] = stage.write(written[-1], data)
-            if op == "attach" and not req.get("keep"):
-                state["on_eof"] = {"op": "detach", "params": {}}
             emit("staged", dir=stage.path)
             try:
                 last = inject_once(stage, pid, start, params, req)
             finally:
                 for name in written:
                     stage.unlink(name)
-            if op == "detach":
-                state.pop("on_eof", None)
+            if op == "detach" or "was_attached" in (last or {}):
+                # (an attach's session ends with "detached" when its lifeline closes)
                 if last and last.get("was_attached"):
                     if last.get("stopped") is False:
                         # another session still uses the debugger; if its tree is ours, keep it
@@ -92,7 +90,7 @@ def stage2(state):
                             stage.keep(pid, start)
                     else:
                         release_kept(last.get("lib"), stage.path)
-                if req.get("final", True):
+                if op == "detach" and req.get("final", True):
                     emit("done")
                     return
     finally:

@@ -80,11 +80,13 @@ class Stage:
             same = False
         self.ref = alias if same else path
 
-    def keep(self, pid, start):
+    def keep(self, pid, start, until=None):
         """Mark the directory as in use after we exit: the debugger of process ``pid``
-        imports from it (collect_stale spares it while that process lives)."""
+        imports from it (collect_stale spares it while that process lives, and for a --keep
+        lifetime only ``until`` then)."""
         try:
-            self.write("keep", json.dumps([pid, start]).encode(), give=False)
+            self.write("keep", json.dumps([pid, start] + ([until] if until else [])).encode(),
+                       give=False)
         except OSError:
             pass
 
@@ -252,7 +254,10 @@ def _kept_alive(fd):
     except OSError:
         return False
     try:
-        pid, start = json.loads(os.read(kfd, 200).decode())
+        marker = json.loads(os.read(kfd, 200).decode())
+        pid, start = marker[:2]
+        if len(marker) > 2 and time.time() > float(marker[2]) + 1:
+            return False  # its --keep lifetime is over: the debugger stopped by itself
         return alive(int(pid), int(start))
     except (ValueError, TypeError, OSError):
         return True  # unreadable: spare it

@@ -1,0 +1,98 @@
+// Drives kubectl-wand's forwarded debug port with Microsoft's DAP test client
+// (@vscode/debugadapter-testsupport), as an editor would.
+//   node scenarios.js PORT SCENARIO APP_PATH BP_LINE
+// Prints "READY" when the target should get a request (tests/reliability/test_node_client.py
+// sends it), then one JSON line with what it saw. "die-*" scenarios end the process abruptly
+// (no disconnect) at the named state.
+const { DebugClient } = require('@vscode/debugadapter-testsupport');
+
+const [port, scenario, app, bpLine] = [Number(process.argv[2]), process.argv[3],
+  process.argv[4], Number(process.argv[5])];
+
+async function session(dc, breakpoints) {
+  await dc.initializeRequest({ adapterID: 'debugpy', clientID: 'vscode-testsupport',
+    pathFormat: 'path', linesStartAt1: true, columnsStartAt1: true });
+  const attached = dc.attachRequest({ justMyCode: false, pathMappings: [] });
+  await dc.waitForEvent('initialized');
+  const bps = await dc.setBreakpointsRequest({ source: { path: app }, breakpoints });
+  await dc.setExceptionBreakpointsRequest({ filters: [] });
+  await dc.configurationDoneRequest();
+  await attached;
+  return bps;
+}
+
+async function top(dc, threadId) {
+  const st = await dc.stackTraceRequest({ threadId, levels: 1 });
+  return st.body.stackFrames[0];
+}
+
+async function main() {
+  const dc = new DebugClient('unused', 'unused', 'python');
+  dc.defaultTimeout = 30000;
+  await dc.start(port);
+  const out = { scenario };
+  if (scenario === 'inspect') {
+    await session(dc, [{ line: bpLine }]);
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    const threadId = ev.body.threadId;
+    const frame = await top(dc, threadId);
+    out.stopLine = frame.line;
+    const scopes = await dc.scopesRequest({ frameId: frame.id });
+    const vars = await dc.variablesRequest({
+      variablesReference: scopes.body.scopes[0].variablesReference });
+    out.locals = Object.fromEntries(vars.body.variables.map(v => [v.name, v.value]));
+    out.evaluate = (await dc.evaluateRequest({ expression: 'greeting.upper()',
+      frameId: frame.id, context: 'repl' })).body.result;
+    // step over, then out of handle(), then continue
+    let s = dc.waitForEvent('stopped');
+    await dc.nextRequest({ threadId });
+    out.afterNext = (await top(dc, (await s).body.threadId)).line;
+    s = dc.waitForEvent('stopped');
+    await dc.stepOutRequest({ threadId });
+    out.afterStepOut = (await top(dc, (await s).body.threadId)).name;
+    await dc.continueRequest({ threadId });
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'conditional') {
+    const bps = await session(dc, [
+      { line: bpLine, condition: "path == '/hit'" },
+      { line: bpLine - 1, logMessage: 'logpoint {path}' }]);
+    out.verified = bps.body.breakpoints.map(b => b.verified);
+    const logs = [];
+    dc.on('output', e => { if (e.body.output.includes('logpoint')) logs.push(e.body.output.trim()); });
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');  // the test sends /miss then /hit
+    const ev = await stopped;
+    const frame = await top(dc, ev.body.threadId);
+    const r = await dc.evaluateRequest({ expression: 'path', frameId: frame.id, context: 'repl' });
+    out.stoppedFor = r.body.result;
+    await dc.continueRequest({ threadId: ev.body.threadId });
+    const deadline = Date.now() + 10000;
+    while (logs.length < 2 && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
+    out.logpoints = logs;
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario.startsWith('die-')) {
+    await session(dc, [{ line: bpLine }]);
+    if (scenario === 'die-running') {
+      console.log(JSON.stringify(out));
+      process.exit(0);  // connected, breakpoints set, nothing stopped
+    }
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    if (scenario === 'die-stepping') {
+      dc.nextRequest({ threadId: ev.body.threadId });  // not awaited: gone mid-step
+    }
+    console.log(JSON.stringify(out));
+    process.exit(0);  // no disconnect: the OS closes the socket
+  } else if (scenario === 'cycle') {
+    await session(dc, []);
+    out.threads = (await dc.threadsRequest()).body.threads.length;
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  }
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}
+
+main().catch(e => { console.log(JSON.stringify({ scenario, error: String(e) })); process.exit(1); });

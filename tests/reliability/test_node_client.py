@@ -1,0 +1,106 @@
+"""A real third-party DAP client: Microsoft's @vscode/debugadapter-testsupport (npm), driven by
+tests/dap-node/scenarios.js through kubectl-wand's forwarded port, including abrupt deaths of
+the client at each state. After each, the target serves at its normal rate (polled)."""
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Attached, breakpoint_line
+from tests.reliability.test_debug_session import rate, request_in_background, serves_normally
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "dap-node"
+APP = "/app/http_app.py"
+
+
+@pytest.fixture(scope="module")
+def node_client():
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node/npm not installed (apt-get install nodejs npm)")
+    if not (NODE_DIR / "node_modules" / "@vscode" / "debugadapter-testsupport").is_dir():
+        cp = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                            capture_output=True, text=True, timeout=300)
+        if cp.returncode:
+            pytest.skip("npm install failed: " + cp.stderr[-500:])
+    return NODE_DIR
+
+
+@pytest.fixture(scope="module")
+def attached(app_module, node_client):
+    c = app_module("python3", "/app/http_app.py")
+    c.baseline = max(rate(c), rate(c))
+    a = Attached(f"docker/{c.name}", "--local-port", "0")
+    yield c, a
+    rc, err = a.stop()
+    assert rc == 0, err
+    c.assert_healthy(8000)
+
+
+def run(a, scenario, requests=(), timeout=60):
+    """Run one scenario; on READY, send the HTTP requests; returns (result, request procs)."""
+    line = breakpoint_line("http_app.py")
+    p = subprocess.Popen(["node", "scenarios.js", str(a[1].port), scenario, APP, str(line)],
+                         cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    reqs = []
+    result = None
+    deadline = time.monotonic() + timeout
+    for out in p.stdout:
+        if out.strip() == "READY":
+            reqs = [request_in_background(a[0], path) for path in requests]
+        elif out.startswith("{"):
+            result = json.loads(out)
+        if time.monotonic() > deadline:
+            break
+    p.wait(timeout=30)
+    assert result is not None and "error" not in result, (result, p.stderr.read())
+    return result, reqs
+
+
+def test_inspect_evaluate_and_step(attached):
+    c, _ = attached
+    res, reqs = run(attached, "inspect", ["/bp"])
+    line = breakpoint_line("http_app.py")
+    assert res["stopLine"] == line and res["locals"]["greeting"] == "'hello /bp'"
+    assert res["evaluate"] == "'HELLO /BP'"
+    assert res["afterNext"] == line + 1 and res["afterStepOut"] == "do_GET"
+    assert reqs[0].communicate(timeout=30)[0].startswith("hello /bp")
+    serves_normally(c, c.baseline)
+
+
+def test_conditional_breakpoint_and_logpoint(attached):
+    c, _ = attached
+    res, reqs = run(attached, "conditional", ["/miss", "/hit"])
+    assert res["verified"] == [True, True]
+    assert res["stoppedFor"] == "'/hit'"
+    assert "logpoint /miss" in res["logpoints"] and "logpoint /hit" in res["logpoints"]
+    for r in reqs:
+        assert r.communicate(timeout=30)[0].startswith("hello")
+    serves_normally(c, c.baseline)
+
+
+@pytest.mark.parametrize("state", ["running", "stopped", "stepping"])
+def test_client_dies_abruptly(attached, state):
+    c, _ = attached
+    t0 = time.monotonic()
+    res, reqs = run(attached, "die-" + state, [] if state == "running" else ["/bp"])
+    for r in reqs:  # a request that was stopped completes once the client is gone
+        assert r.communicate(timeout=30)[0].startswith("hello /bp")
+    assert time.monotonic() - t0 < 30
+    serves_normally(c, c.baseline)
+    # and the next client gets in and stops again
+    res, reqs = run(attached, "inspect", ["/bp"])
+    assert res["stopLine"] == breakpoint_line("http_app.py")
+    reqs[0].communicate(timeout=30)
+
+
+def test_twenty_cycles(attached):
+    c, _ = attached
+    for _ in range(20):
+        res, _ = run(attached, "cycle")
+        assert res["threads"] >= 1
+    serves_normally(c, c.baseline)
