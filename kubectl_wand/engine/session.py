@@ -390,6 +390,11 @@ class Session:
                 raise_for(ev)
         return events
 
+    def send_control(self, obj: dict):
+        """A frame for the operation running now: stage 2 forwards it to the agent as one
+        JSON line (e.g. {"op": "stop", "why": "detach"})."""
+        self.chan.send(obj)
+
     def raise_if_gone(self):
         """The target itself went away (its container stopped…): say that, plainly."""
         try:

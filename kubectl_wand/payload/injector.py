@@ -1536,33 +1536,57 @@ EXITED_HINT = ("the code (or something it triggered) ended the process; check th
                "logs and whether it was restarted")
 
 
-def relay(conn, pid, start, timeout, on_event=None, stoppable=False):
+STOP_GRACE = 3.0  # seconds the agent has, after a stop, for its final event
+
+
+def control(conn, obj):
+    """One control line to the agent (a CLI frame verbatim, or a stop)."""
+    line = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    if b"\n" in line.strip():
+        line = json.dumps(json.loads(line.decode())).encode()
+    conn.setblocking(True)
+    try:
+        conn.sendall(line.strip() + b"\n")
+    except OSError:
+        pass  # the agent is gone; the relay sees it
+    conn.setblocking(False)
+
+
+def relay(conn, pid, start, timeout, on_event=None):
     """Copy the agent's JSON lines to stdout until it closes; returns the last event.
-    ``stoppable``: a frame or EOF from the CLI ends the agent's work (trace): it sees its
-    socket's end (shutdown for writing) and finishes, its last lines still relayed."""
+
+    Meanwhile each frame the CLI sends is forwarded to the agent as one JSON line; the CLI's
+    end (stdin EOF) or the op's timeout sends the agent ``{"op": "stop", "why": ...}`` and
+    leaves it STOP_GRACE seconds for its final event."""
     conn.setblocking(False)
     buf, last, name = b"", None, None
     deadline = None if timeout is None else time.monotonic() + timeout
+    stdin, ending = True, None
     while True:
-        if deadline is not None and time.monotonic() > deadline:
-            emit("timeout", seconds=timeout)
+        now = time.monotonic()
+        if ending is not None and now > ending:
             return last
-        r, _, _ = select.select([conn, 0] if stoppable else [conn], [], [], 0.05)
+        if deadline is not None and now > deadline:
+            emit("timeout", seconds=timeout)
+            control(conn, {"op": "stop", "why": "timeout"})
+            deadline, ending = None, min(ending or now + STOP_GRACE, now + STOP_GRACE)
+        r, _, _ = select.select([conn, 0] if stdin else [conn], [], [], 0.05)
         if 0 in r:
-            _stop_asked(0)
-            stoppable = False
             try:
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            r.remove(0)
-            continue
-        if not r:
-            if not alive(pid, start):
+                control(conn, read_frame())
+            except EOFError:
+                stdin = False
+                control(conn, {"op": "stop", "why": "eof"})
+                ending = min(ending or now + STOP_GRACE, now + STOP_GRACE)
+        if conn not in r:
+            if not r and not alive(pid, start):
                 raise Fail("exited", "process %d exited while running the injected code" % pid,
                            EXITED_HINT)
             continue
-        chunk = conn.recv(65536)
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            chunk = b""
         if not chunk:
             if name not in FINAL_EVENTS:
                 # the agent hung up before its answer: what the death of the process looks
@@ -1724,7 +1748,7 @@ def inject_once(stage, pid, start, params, req):
         if held:
             held.close()
         held = None
-        last = relay(conn, pid, start, req.get("timeout"), stoppable=req.get("stoppable"))
+        last = relay(conn, pid, start, req.get("timeout"))
         conn.close()
         return last
     finally:
