@@ -24,7 +24,8 @@ def history_path() -> str:
 
 
 class Terminal:
-    """What the target prints, made safe for this terminal (no colours with NO_COLOR)."""
+    """What the target prints, made safe for this terminal (no colours with NO_COLOR);
+    to a pipe or file it goes as it is, as exec's output does."""
 
     def __init__(self, raw: bool = False):
         self.streams = {"stdout": sys.stdout, "stderr": sys.stderr}
@@ -34,10 +35,10 @@ class Terminal:
 
     def write(self, stream: str, data: str):
         f = self.filters.get(stream)
-        if f:
+        if f:  # a terminal: only text and colours pass, and no colours with NO_COLOR
             data = f.feed(data)
-        if self.plain:
-            data = _SGR.sub("", data)
+            if self.plain:
+                data = _SGR.sub("", data)
         self.streams[stream].write(data)
         self.streams[stream].flush()
 

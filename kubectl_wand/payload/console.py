@@ -279,15 +279,15 @@ class Console:
 
     def execute(self, code):
         head, tail = code
-        self.evaluate(head, exec)
+        self.evaluate(head)
         if tail is not None:
-            value = self.evaluate(tail, eval)
+            value = self.evaluate(tail)
             if value is not None:
                 self.ns["_"] = value
                 sys.stdout.write(repr(value) + "\n")
 
-    def evaluate(self, code, how):
-        res = how(code, self.ns)
+    def evaluate(self, code):
+        res = eval(code, self.ns)  # eval, not exec: a module with await gives its coroutine
         if not code.co_flags & CO_COROUTINE:
             return res
         return self.await_on_loop(res)
