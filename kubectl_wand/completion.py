@@ -262,7 +262,7 @@ def build_table():
     """{command: spec} for every subcommand of the CLI (imports click and the commands)."""
     import importlib
 
-    from kubectl_wand.cli import COMMANDS
+    from kubectl_wand.commands import COMMANDS
 
     table = {}
     for name, module in COMMANDS.items():
@@ -296,8 +296,9 @@ def _code_stamp():
 
 
 def _cache_path(stamp):
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "kubectl-wand", f"completion-{stamp}.json")
+    from kubectl_wand.paths import cache_dir
+
+    return str(cache_dir() / f"completion-{stamp}.json")
 
 
 _TABLE = None

@@ -13,7 +13,7 @@ from typing import List
 from kubectl_wand import payload
 from kubectl_wand.backends.base import (HELPER_CACHE, HELPER_PYTHON, Backend, Box,
                                         exec_not_found, python_candidates, run)
-from kubectl_wand.engine.forward import StdioForwarder
+from kubectl_wand.backends.forward import StdioForwarder
 from kubectl_wand.errors import WandError
 
 HELPER_IDLE_SECONDS = 600

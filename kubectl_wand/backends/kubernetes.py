@@ -36,9 +36,9 @@ PYTHON_PATH = re.compile(r"^(?:/[A-Za-z0-9._+-]+)+/python[0-9.]*t?$")
 
 
 def _pythons_file():
-    from kubectl_wand.engine import bundle
+    from kubectl_wand.paths import cache_dir
 
-    return bundle._cache_dir() / "pythons.json"
+    return cache_dir() / "pythons.json"
 
 
 def _known_python(image_key: Optional[str]) -> Optional[str]:

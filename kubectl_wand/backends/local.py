@@ -13,7 +13,7 @@ from typing import List
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box
-from kubectl_wand.engine.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.backends.forward import Direct, StdioForwarder, TcpForwarder
 from kubectl_wand.errors import WandError
 
 
@@ -50,9 +50,9 @@ class LocalBackend(Backend):
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
     def cache_dir(self, box: Box):
-        from kubectl_wand.engine import bundle
+        from kubectl_wand.paths import cache_dir
 
-        return str(bundle._cache_dir() / "compiled")  # this user's cache, on this host
+        return str(cache_dir() / "compiled")  # this user's cache, on this host
 
     def forward(self, box: Box, remote_port: int, local_port: int):
         pid = box.extra.get("attached_pid") or box.extra.get("pid")

@@ -6,23 +6,9 @@ import sys
 import click
 
 from kubectl_wand import __version__
+from kubectl_wand.commands import COMMANDS  # the leaf registry, shared with completion
 from kubectl_wand.errors import WandError
 from kubectl_wand.safe_text import safe_lines
-
-COMMANDS = {
-    "ps": "kubectl_wand.cli.ps",
-    "attach": "kubectl_wand.cli.attach",
-    "exec": "kubectl_wand.cli.exec",
-    "shell": "kubectl_wand.cli.shell",
-    "pdb": "kubectl_wand.cli.pdb",
-    "demo": "kubectl_wand.cli.demo",
-    "loglevel": "kubectl_wand.cli.loglevel",
-    "stacks": "kubectl_wand.cli.stacks",
-    "trace": "kubectl_wand.cli.trace",
-    "profile": "kubectl_wand.cli.profile",
-    "validate": "kubectl_wand.cli.validate",
-    "completion": "kubectl_wand.cli.completion",
-}
 
 
 class LazyGroup(click.Group):

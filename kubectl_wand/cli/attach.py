@@ -12,7 +12,7 @@ from kubectl_wand import editors, progress
 from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
                                      target_options)
 from kubectl_wand.engine import bundle, ops
-from kubectl_wand.engine.forward import Early
+from kubectl_wand.backends.forward import Early
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.session import kill_point
 from kubectl_wand.errors import WandError

@@ -144,7 +144,7 @@ class PdbClient:
         readline.set_completer_delims(" \t\n`@#%^&*()=+[{]}\\|;:'\",<>?")
         readline.parse_and_bind("bind ^I rl_complete" if "libedit" in (readline.__doc__ or "")
                                 else "tab: complete")
-        path = history_path().replace("shell_history", "pdb_history")
+        path = history_path("pdb_history")
         try:
             readline.read_history_file(path)
         except OSError:

@@ -12,15 +12,15 @@ from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, 
 from kubectl_wand.engine import ops
 from kubectl_wand.engine.shell import MAX_OUTPUT, Ended, Shell
 from kubectl_wand.errors import WandError
+from kubectl_wand.paths import cache_dir
 from kubectl_wand.safe_text import StreamFilter, safe
 
 _SGR = re.compile(r"\x1b\[[0-9;:]{0,64}m")
 HISTORY_LENGTH = 2000
 
 
-def history_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "kubectl-wand", "shell_history")
+def history_path(name: str = "shell_history") -> str:
+    return str(cache_dir() / name)
 
 
 class Terminal:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from kubectl_wand.errors import WandError
+from kubectl_wand.paths import cache_dir
 
 # Compiled parts and the ptrace-based attach helper: the target neither needs nor should get them.
 SKIP_DIRS = {"__pycache__", "pydevd_attach_to_process", "_pydevd_frame_eval_ext"}
@@ -37,7 +38,7 @@ def _extract_bundled(data: bytes) -> Path:
     import tarfile
     import tempfile
 
-    dest = _cache_dir() / f"debugpy-tree-{hashlib.sha256(data).hexdigest()[:16]}"
+    dest = cache_dir() / f"debugpy-tree-{hashlib.sha256(data).hexdigest()[:16]}"
     if (dest / "debugpy" / "__init__.py").is_file():
         return dest / "debugpy"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -69,11 +70,6 @@ def debugpy_dir() -> Path:
                         "pip install debugpy (it is a dependency of kubectl-wand)",
                         code="no-debugpy")
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "kubectl-wand"
 
 
 def build(src: Path) -> bytes:
@@ -156,7 +152,7 @@ def debugpy_tgz() -> bytes:
         return data
     src = debugpy_dir()
     version = _version(src)
-    cache = _cache_dir() / f"debugpy-{version}.tgz"
+    cache = cache_dir() / f"debugpy-{version}.tgz"
     try:
         return cache.read_bytes()
     except OSError:

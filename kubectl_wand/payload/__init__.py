@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# Compiles the injector (~1400 lines: 8 ms per interpreter, twice per session) once per
+# Compiles the injector (~2000 lines: ~10 ms per interpreter) once per
 # interpreter build and keeps the code object marshalled in the helper's own cache directory,
 # keyed by the source's hash. Only a directory and files of our own uid that nobody else may
 # write to are read: marshal data is code.
@@ -104,15 +104,21 @@ def source_key(name: str) -> str:
     return "%08x%08x" % (zlib.crc32(data), len(data))
 
 
-# Modules shipped in front of another, as one source (the injector runs as one text)
-SHIPPED_WITH = {"injector": ("binaries",)}
+# The injector is one text (it starts as `python -c BOOT` reading its source from stdin, and
+# may exec itself into another interpreter with the source in argv), kept as files by concern;
+# they share one namespace, in this order. payload/injector/__init__.py runs the same text for
+# tests, so `kubectl_wand.payload.injector` is exactly what a helper runs.
+INJECTOR_PARTS = ("binaries",) + tuple("injector/" + n for n in (
+    "wire", "procs", "interpreter", "checks", "staging", "cache", "stacks", "inject", "fanout",
+    "stages"))
+SHIPPED = {"injector": INJECTOR_PARTS}
 
 
 @lru_cache(maxsize=None)
 def source(name: str) -> str:
     """Text of one payload as shipped, e.g. ``source('agent')`` (read once per CLI run: a
     fan-out ships it to every target)."""
-    return "".join(_text(part) + "\n" for part in SHIPPED_WITH.get(name, ())) + _text(name)
+    return "\n".join(_text(part) for part in SHIPPED.get(name, (name,)))
 
 
 def _text(name: str) -> str:

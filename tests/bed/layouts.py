@@ -28,11 +28,13 @@ class Layout:
     user: str = "1000:1000"
     run: List[str] = field(default_factory=list)
     refused: Optional[str] = None  # what ps/exec must say instead of working
+    copy_from: Optional[str] = None  # an image whose /usr/bin/python3.13 + stdlib join it
 
     def image(self, base_id: str) -> str:
         if not self.recipe:
             return BASE
-        h = hashlib.sha256((self.recipe + base_id).encode()).hexdigest()[:12]
+        h = hashlib.sha256((self.recipe + base_id + (self.copy_from or "")).encode()
+                           ).hexdigest()[:12]
         return f"wand-bed/layout-{self.name}:{h}"
 
 
@@ -71,6 +73,10 @@ LAYOUTS = [
            refused="environment variable PYTHON_DISABLE_REMOTE_DEBUG"),
     Layout("debug-x-off", "", ["python3", "-X", "disable-remote-debug", APP], "python3",
            refused="-X disable-remote-debug"),
+    # a helper image whose `python3` is 3.13 beside a python3.14: stage 2 runs in the other
+    # interpreter of the helper's own image (used with --image, not as a target)
+    Layout("two-pythons", "ln -sf python3.13 /usr/bin/python3\n", ["python3.14", APP],
+           "python3.14", copy_from="wand-bed/py313:latest"),
 ]
 
 
@@ -87,8 +93,23 @@ def build(layout: Layout, bid: str) -> str:
     name = "wand-layout-build-" + uuid.uuid4().hex[:8]
     try:
         # the base image runs as root and has no entrypoint: the commit keeps it that way
-        subprocess.run(["docker", "run", "--name", name, "--network", "none", BASE,
+        subprocess.run(["docker", "create", "--name", name, "--network", "none", BASE,
                         "sh", "-ec", layout.recipe], check=True, capture_output=True,
+                       timeout=300)
+        if layout.copy_from:
+            src = name + "-src"
+            subprocess.run(["docker", "create", "--name", src, layout.copy_from], check=True,
+                           capture_output=True)
+            try:
+                for path, into in (("/usr/bin/python3.13", "/usr/bin"),
+                                   ("/usr/lib/python3.13", "/usr/lib")):
+                    out = subprocess.run(["docker", "cp", f"{src}:{path}", "-"], check=True,
+                                         capture_output=True).stdout
+                    subprocess.run(["docker", "cp", "-", f"{name}:{into}"], input=out,
+                                   check=True, capture_output=True)
+            finally:
+                subprocess.run(["docker", "rm", "-f", src], capture_output=True)
+        subprocess.run(["docker", "start", "-a", name], check=True, capture_output=True,
                        timeout=300)
         subprocess.run(["docker", "commit", "-c", 'CMD ["python3"]', name, tag], check=True,
                        capture_output=True, timeout=300)

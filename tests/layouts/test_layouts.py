@@ -72,7 +72,7 @@ def target(layout_images, request):
         t.remove()
 
 
-@pytest.mark.parametrize("name", [lay.name for lay in L.LAYOUTS])
+@pytest.mark.parametrize("name", [lay.name for lay in L.LAYOUTS if not lay.copy_from])
 def test_every_command_on_every_layout(target, name):
     t = target(name)
     row = t.app_row()
@@ -225,3 +225,16 @@ def test_image_flag_takes_effect_and_is_reported(target):
                               "--format", "{{.Label \"kubectl-wand.image\"}}"],
                              capture_output=True, text=True).stdout.split()
     assert sorted(helpers) == sorted([L.BASE, old, BY_NAME["off-path-user"].image(L.base_id())])
+
+
+def test_helper_image_whose_python3_is_older_runs_its_own_matching_interpreter(target,
+                                                                                layout_images):
+    """--image whose `python3` is 3.13 beside a python3.14: stage 1 runs in 3.13, stage 2
+    becomes the image's own python3.14 (never the target's), which reads the target's
+    off-PATH interpreter through a link to /proc/PID/exe."""
+    t = target("off-path-user")
+    image = layout_images["two-pythons"]
+    cp = wand("exec", t.target, "--image", image, "-v", "-c", "import sys; print(sys.executable)")
+    assert cp.returncode == 0 and cp.stdout.strip() == "/opt/py/bin/python3.14", cp.stderr
+    cp = wand("stacks", t.target, "--image", image)
+    assert cp.returncode == 0, cp.stderr

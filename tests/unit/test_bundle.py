@@ -69,3 +69,20 @@ def test_no_debugpy(monkeypatch):
     with pytest.raises(bundle.WandError) as ei:
         bundle.debugpy_dir()
     assert ei.value.code == "no-debugpy"
+
+
+def test_injector_parts_ship_as_one_text_within_bounds():
+    """The injector's parts are shipped as one source: stage 2 may carry it in argv (one
+    argument: at most 128 KiB), so it stays well under; each part is a readable file."""
+    from kubectl_wand import payload
+    from kubectl_wand.payload import injector
+
+    text = payload.source("injector")
+    assert len(text.encode()) < 100 * 1024
+    compile(text, "injector", "exec")  # one namespace, no part imports another
+    assert all(part in payload.INJECTOR_PARTS for part in ("binaries", "injector/stages"))
+    for part in payload.INJECTOR_PARTS:
+        n = payload._text(part).count("\n")
+        assert n <= 600, (part, n)
+        assert payload._text(part) in text
+    assert callable(injector.stage1) and injector.PROC == "/proc"
