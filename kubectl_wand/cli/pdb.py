@@ -21,6 +21,9 @@ from kubectl_wand.errors import WandError
 from kubectl_wand.safe_text import safe
 
 
+MAX_MESSAGE = 1 << 20  # characters of one pdb message shown (the server cuts there too)
+
+
 class PdbClient:
     """pdb's client protocol (Lib/pdb.py ``_PdbClient``): messages, prompts, completion."""
 
@@ -68,7 +71,7 @@ class PdbClient:
         if "command_list" in msg and isinstance(msg["command_list"], list):
             self.commands = {c for c in msg["command_list"] if isinstance(c, str)}
         elif isinstance(msg.get("message"), str):
-            text = msg["message"]
+            text = msg["message"][:MAX_MESSAGE]
             if msg.get("type") == "error":
                 self.term.write("stdout", "*** " + text + "\n")
             else:

@@ -87,9 +87,11 @@ class Ended(Exception):
 class Shell(Remote):
     def __init__(self, session: Session):
         super().__init__(session, "shell")
+        self.max_output = MAX_OUTPUT
 
     def open(self, max_output: int = MAX_OUTPUT, ack_timeout: float = 5.0,
              use_loop: bool = True) -> dict:
+        self.max_output = max_output
         return self.start("console", {"max_output": max_output, "asyncio": use_loop}, "shell",
                           ack_timeout)
 
@@ -101,6 +103,7 @@ class Shell(Remote):
         self.send({"op": "run", "id": sid, "source": source, "final": final})
         hits: List[int] = []
         old = signal.signal(signal.SIGINT, lambda *a: hits.append(1))
+        room, cut = [self.max_output], []  # enforced here too: a target may send more
         try:
             sent = 0
             while True:
@@ -115,9 +118,16 @@ class Shell(Remote):
                 kind = ev.get("event")
                 if kind == "output":
                     stream = ev.get("stream")
-                    on_output(stream if stream in ("stdout", "stderr") else "stdout",
-                              str(ev.get("data", "")))
+                    data = str(ev.get("data", ""))
+                    if len(data) > room[0]:
+                        data = data[:room[0]]
+                        cut.append(1)
+                    room[0] -= len(data)
+                    if data:
+                        on_output(stream if stream in ("stdout", "stderr") else "stdout", data)
                 elif kind == "done" and ev.get("id") == sid:
+                    if cut:
+                        ev["truncated"] = True
                     return ev
         finally:
             signal.signal(signal.SIGINT, old)

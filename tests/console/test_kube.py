@@ -1,0 +1,56 @@
+"""`shell` and `pdb` through Kubernetes (the kubectl stand-in: pods are containers, the
+helper is an ephemeral container reached with `kubectl exec -i`), driven at a terminal."""
+
+import os
+import subprocess
+
+from tests.conftest import WAND
+from tests.console.common import APPS, pexpect
+from tests.kube.conftest import cluster, standin_ready, wand  # noqa: F401 (fixtures)
+
+PLAIN = (APPS / "plainapp.py").read_text()
+
+
+def deploy(cluster):
+    return cluster.deployment("app", ready_line="app ready", containers=[
+        {"name": "app", "command": ["python3", "-u", "-c", PLAIN], "user": 1000}])
+
+
+def spawn(cluster, *args, home):
+    env = dict(cluster.env, HOME=str(home), TERM="dumb", LANG="C.UTF-8")
+    env.setdefault("PATH", os.environ["PATH"])
+    return pexpect.spawn(WAND, list(args), encoding="utf-8", timeout=90, env=env,
+                         dimensions=(50, 200))
+
+
+def test_shell_and_pdb_through_kubectl_exec(cluster, tmp_path):  # noqa: F811
+    deploy(cluster)
+    cp = subprocess.run([WAND, "shell", "deploy/app", "-q"], input="print(main.settings)\n",
+                        env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0 and cp.stdout == "{'mode': 'prod'}\n", cp
+    c = spawn(cluster, "shell", "deploy/app", home=tmp_path)
+    c.expect(">>> ")
+    c.send("main.coun\t")
+    c.expect("main.counter")
+    c.send(" >= 0\r")
+    c.expect("True")
+    c.expect(">>> ")
+    c.sendeof()
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus == 0
+    p = spawn(cluster, "pdb", "deploy/app", home=tmp_path)
+    p.expect(r"\(Pdb\) ")
+    p.sendline("w")
+    p.expect(r"main\(\)")
+    p.expect(r"\(Pdb\) ")
+    p.sendline("q")
+    p.expect("detached from PID")
+    p.expect(pexpect.EOF)
+    p.close()
+    assert p.exitstatus == 0
+    cp = wand(cluster, "exec", "deploy/app", "-q", "-c",
+              "import sys, threading, bdb; print(sys.monitoring.get_tool(0), "
+              "[b for b in bdb.Breakpoint.bpbynumber if b], "
+              "[t.name for t in threading.enumerate() if 'shell' in t.name or 'pdb' in t.name])")
+    assert cp.returncode == 0 and cp.stdout.strip() == "None [] []", cp
