@@ -80,7 +80,13 @@ class Bridge:
         self.server = make_server(pdb, bdb, self.sockfile, self.thread)
         threading.Thread(target=self.pump, name="kubectl-wand-pdb-bridge", daemon=True).start()
         self.chan.send("pdb-attached", thread=self.thread.name, native_id=self.thread.native_id)
+        self.trace(frame)
+
+    def trace(self, frame):
+        """set_trace on another thread's frame; the local events go on that thread's code
+        objects (bdb would walk this thread's stack), so a loop without calls stops too."""
         self.server.set_trace(frame)
+        self.server.monitoring_tracer.update_local_events(frame)
 
     def pump(self):
         """Server -> CLI: each JSON line as one ``pdb`` event (bounded)."""
@@ -116,7 +122,7 @@ class Bridge:
             return
         frame = sys._current_frames().get(self.thread.ident)
         if frame is not None:
-            s.set_trace(frame)
+            self.trace(frame)
 
     def untrace(self, s):
         """Frames keep no f_trace of ours (a later sys.settrace would call a dead server)."""

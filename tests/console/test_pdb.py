@@ -121,3 +121,37 @@ def test_client_killed_while_running_with_a_breakpoint(plain, tmp_path):
     kill_hard(p)
     assert_clean(plain)
     assert counter_moves(plain)
+
+
+@pytest.fixture
+def threads(app):
+    return app("python3", "-u", "/wapps/threadsapp.py", extra=MOUNT, ready="app ready")
+
+
+def test_thread_and_a_main_loop_without_calls(threads, tmp_path):
+    # --thread: the worker stops where it is; the main thread runs on
+    p = spawn("pdb", f"docker/{threads.name}", "--thread", "worker", home=tmp_path)
+    p.expect("pdb attached to thread worker")
+    p.expect(r"worker\(\)")
+    p.expect(PDB)
+    p.sendline("p ticks > 0")
+    p.expect("True")
+    p.expect(PDB)
+    assert counter_moves(threads, "main.spins")
+    p.sendline("q")
+    p.expect(pexpect.EOF)
+    assert_clean(threads)
+    # the main thread in a loop that calls nothing still stops, and breaks in again
+    spin = line_of("SPIN-LINE", "threadsapp.py")
+    p = spawn("pdb", f"docker/{threads.name}", home=tmp_path)
+    p.expect(rf"threadsapp.py\((?:{spin - 1}|{spin})\)<module>\(\)")
+    p.expect(PDB)
+    p.sendline("c")
+    assert counter_moves(threads, "main.spins")
+    p.sendintr()
+    p.expect(r"<module>\(\)")
+    p.expect(PDB)
+    p.sendline("q")
+    p.expect(pexpect.EOF)
+    assert_clean(threads)
+    assert counter_moves(threads, "main.spins")
