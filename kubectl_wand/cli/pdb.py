@@ -14,7 +14,7 @@ import click
 from kubectl_wand import progress
 from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
     target_options
-from kubectl_wand.cli.shell import Terminal, history_path, save_history
+from kubectl_wand.cli.shell import Terminal, history_path, no_interrupts, save_history
 from kubectl_wand.engine import ops
 from kubectl_wand.engine.shell import Ended, Remote
 from kubectl_wand.errors import WandError
@@ -224,6 +224,7 @@ def command(target, thread, ack_timeout, raw, quiet, pid, **opts):
             status(f"detached from PID {session.pid}" if client.detached or why == "detached"
                    else f"the pdb session ended ({safe(why, 40)})")
     finally:
-        remote.stop("bye")
-        term.flush()
-        session.close()
+        with no_interrupts():  # the cleanup in the target is not to be cut short
+            remote.stop("bye")
+            term.flush()
+            session.close()

@@ -1,7 +1,9 @@
 """`kubectl wand shell TARGET`: an interactive Python console inside the live process."""
 
+import contextlib
 import os
 import re
+import signal
 import sys
 
 import click
@@ -10,7 +12,7 @@ from kubectl_wand import progress
 from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
     target_options
 from kubectl_wand.engine import ops
-from kubectl_wand.engine.shell import MAX_OUTPUT, Ended, Shell
+from kubectl_wand.engine.shell import LEAVE_AFTER, MAX_OUTPUT, Ended, Shell
 from kubectl_wand.errors import WandError
 from kubectl_wand.paths import cache_dir
 from kubectl_wand.safe_text import StreamFilter, safe
@@ -99,6 +101,15 @@ def save_history(rl):
         pass
 
 
+@contextlib.contextmanager
+def no_interrupts():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @click.command("shell")
 @click.argument("target")
 @click.option("--ack-timeout", type=float, default=5.0, show_default=True,
@@ -145,11 +156,18 @@ def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, **opts
         failed = (interact if interactive else pipe)(shell, term)
     except Ended as e:
         status(f"the console in PID {session.pid} ended ({safe(e.args[0].get('why'), 40)})")
+    except KeyboardInterrupt:  # Ctrl-C again and again on a statement that would not stop
+        failed = True
     finally:
-        end = shell.stop("bye")
-        term.flush()
-        session.close()
-    if end and end.get("left_running"):
+        with no_interrupts():  # the cleanup in the target is not to be cut short
+            end = shell.stop("bye")
+            term.flush()
+            session.close()
+    if end is None:
+        raise WandError(f"the console in PID {session.pid} did not confirm its end",
+                        "its thread ends with the helper's connection; check with "
+                        "`kubectl wand stacks`", code="no-end")
+    if end.get("left_running"):
         raise WandError("a statement did not stop when interrupted: it still runs in thread "
                         f"'kubectl-wand-shell-run' of PID {session.pid} (blocked in a call "
                         "that an exception cannot interrupt)",
@@ -172,9 +190,10 @@ def interact(shell: Shell, term: Terminal) -> bool:
     rl = setup_readline(shell)
 
     def on_interrupt(n):
-        if n == 3:
-            status("[kubectl-wand] the statement has not stopped yet: a call blocked in C "
-                   "cannot be interrupted until it returns; Ctrl-D afterwards leaves")
+        if n >= 2:  # the first one normally ends the statement at once
+            status(f"[kubectl-wand] the statement has not stopped (a call in C sees the "
+                   f"interrupt only when it returns); {LEAVE_AFTER - n} more Ctrl-C leave "
+                   f"the console")
 
     try:
         lines = []

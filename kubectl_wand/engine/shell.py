@@ -14,6 +14,7 @@ from kubectl_wand import payload
 from kubectl_wand.engine.session import CLOSED, Session, raise_for
 from kubectl_wand.errors import WandError
 
+LEAVE_AFTER = 5  # Ctrl-Cs during one statement after which the console is left
 MAX_OUTPUT = 1 << 20  # characters of one statement's output brought back
 OutputFn = Callable[[str, str], None]
 
@@ -65,7 +66,7 @@ class Remote:
             raise Ended(ev)
         return ev
 
-    def stop(self, why: str = "bye", grace: float = 5.0) -> Optional[dict]:
+    def stop(self, why: str = "bye", grace: float = 10.0) -> Optional[dict]:
         """Ask the op to end and undo itself; waits for its final word (bounded)."""
         if self.ended is None:
             self.send({"op": "stop", "why": why})
@@ -109,6 +110,8 @@ class Shell(Remote):
             while True:
                 while sent < len(hits):
                     sent += 1
+                    if sent >= LEAVE_AFTER:  # the statement will not stop: leave the console
+                        raise KeyboardInterrupt
                     self.send({"op": "interrupt", "id": sid})
                     if on_interrupt:
                         on_interrupt(sent)

@@ -192,7 +192,7 @@ class Console:
                 self.agent["_uninstall"](name, r, self.worker.ident)
         for fn in self.files:
             linecache.cache.pop(fn, None)
-        self.ns.clear()
+        # self.ns stays as it is: functions defined here may have been handed to the app
         if not st.routers and not getattr(st, "reverts", None) and st.debug is None:
             sys.modules.pop(self.agent["STATE_MODULE"], None)
         return stuck
@@ -211,38 +211,53 @@ class Console:
 
     def run_one(self, req):
         sid = req.get("id")
-        src = str(req.get("source", ""))
         cap = LineCapture(self.agent["Capture"], self.chan, self.limit)
         ident = threading.get_ident()
         for r in self.routers.values():
             r._sinks[ident] = cap
-        status, tb = "ok", None
         try:
-            with self.lock:
-                self.running = sid
-            try:
-                code = self.compile(src, bool(req.get("final")))
-            except (SyntaxError, ValueError, OverflowError) as e:
-                status, tb = "error", "".join(traceback.format_exception_only(type(e), e))
-                code = None
-            if code is MORE:
-                status = "more"
-            elif code is not None:
-                self.execute(code)
-        except BaseException as e:
-            status = "error"
-            tb = "".join(traceback.format_exception(type(e), e, self.user_tb(e.__traceback__)))
-        finally:
-            with self.lock:
-                self.running = None
-            for r in self.routers.values():
-                r._sinks.pop(ident, None)
-            cap.finish()
+            status, tb = self.guarded(sid, str(req.get("source", "")), bool(req.get("final")))
+        except KeyboardInterrupt:  # delivered just as the statement ended: still its own
+            status, tb = "error", "KeyboardInterrupt\n"
+        self.settle()
+        for r in self.routers.values():
+            r._sinks.pop(ident, None)
+        cap.finish()
         if tb and len(tb) > 256 * 1024:
             tb = tb[:128 * 1024] + "\n[… traceback cut …]\n" + tb[-128 * 1024:]
         self.chan.send("done", id=sid, status=status,
                        traceback=self.agent["clean"](tb) if tb else None,
                        truncated=cap.truncated)
+
+    def guarded(self, sid, src, final):
+        """(status, traceback) of one statement; an interrupt may hit it anywhere."""
+        with self.lock:
+            self.running = sid
+        try:
+            try:
+                code = self.compile(src, final)
+            except (SyntaxError, ValueError, OverflowError) as e:
+                return "error", "".join(traceback.format_exception_only(type(e), e))
+            if code is MORE:
+                return "more", None
+            self.execute(code)
+            return "ok", None
+        except BaseException as e:
+            return "error", "".join(traceback.format_exception(
+                type(e), e, self.user_tb(e.__traceback__)))
+
+    def settle(self):
+        """No statement running and no interrupt pending for this thread, for sure: an
+        interrupt set before we took the lock may land inside this loop, once per Ctrl-C."""
+        while True:
+            try:
+                with self.lock:
+                    self.running = None
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(threading.get_ident()), None)  # drop a pending one
+                return
+            except KeyboardInterrupt:
+                continue
 
     def user_tb(self, tb):
         """The traceback from the first frame of the user's code (ours are noise)."""

@@ -169,3 +169,35 @@ def test_client_killed_at_the_prompt(aio, tmp_path):
     kill_hard(c)
     assert_clean(aio)
     assert counter_moves(aio, "main.hits")
+
+
+def test_output_is_bounded_per_statement(plain):
+    text = "print('x' * 100000)\nprint('after')\n"
+    cp = subprocess.run([WAND, "shell", f"docker/{plain.name}", "--max-output", "1000"],
+                        input=text, capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp
+    first, second = cp.stdout.split("after")[0], cp.stdout.split("after")[1]
+    assert first.count("x") == 1000 and second == "\n"  # the next statement is whole again
+    assert "output cut at --max-output" in cp.stderr
+
+
+def test_a_statement_blocked_in_c_lets_the_user_leave(plain, tmp_path):
+    c = spawn("shell", f"docker/{plain.name}", "-q", home=tmp_path)
+    c.expect(PROMPT)
+    c.sendline("import time; time.sleep(20)")  # C code: the interrupt waits for its return
+    poll(lambda: "kubectl-wand-shell-run" in subprocess.run(
+        [WAND, "exec", f"docker/{plain.name}", "-q", "-c",
+         "import threading; print([t.name for t in threading.enumerate()])"],
+        capture_output=True, text=True).stdout, what="the statement running")
+    for _ in range(12):  # one Ctrl-C at a time (signals sent together may merge into one)
+        c.sendintr()
+        if c.expect(["still runs in thread 'kubectl-wand-shell-run'", r"\d more Ctrl-C",
+                     pexpect.TIMEOUT], timeout=3) == 0:
+            break
+    else:
+        raise AssertionError("the console was not left: " + c.before)
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus != 0
+    assert_clean(plain, timeout=40)  # once the sleep returns, the interrupt ends the thread
+    assert counter_moves(plain)
