@@ -55,7 +55,8 @@ class Bridge:
 
     def pick_thread(self):
         want = self.params.get("thread")
-        threads = {t.ident: t for t in threading.enumerate()}
+        threads = {t.ident: t for t in threading.enumerate()
+                   if not t.name.startswith("kubectl-wand")}
         if want in (None, "", "main"):
             return threading.main_thread()
         for t in threads.values():
@@ -177,7 +178,10 @@ def run(chan, params, agent):
         b.start()
     except Exception as e:
         b.finish()
-        chan.send("error", code="pdb-failed", message="%s: %s" % (type(e).__name__, e))
+        chan.send("error", code="pdb-failed", message="pdb could not start in the target: %s"
+                  % e, hint="end the other debugger's session first (an `attach` ends with "
+                  "Ctrl-C)" if isinstance(e, RuntimeError) else "check the thread's name "
+                  "with `kubectl wand stacks`")
         chan.close()
         return
     f = chan.sock.makefile("rb")

@@ -106,7 +106,6 @@ def test_client_killed_while_stopped(plain, tmp_path):
     p.expect(PDB)
     p.sendline("c")
     p.expect(PDB)  # stopped at the breakpoint: the app's main thread waits for us
-    assert not counter_moves(plain)
     kill_hard(p)
     assert_clean(plain)
     assert counter_moves(plain)
