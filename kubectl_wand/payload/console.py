@@ -112,9 +112,6 @@ class Console:
     # ------------------------------------------------------------ control (this thread)
 
     def serve(self):
-        with self.agent["state"]().io_lock:
-            for name in ("stdout", "stderr"):
-                self.routers[name] = self.agent["_install"](name)
         self.worker.start()
         loop = self.loop
         self.chan.send("shell", python=sys.version.split()[0],
@@ -183,17 +180,13 @@ class Console:
         while self.worker.is_alive() and time.monotonic() < deadline:
             self.interrupt(None)
             self.worker.join(0.1)
-        stuck = self.worker.is_alive()
-        st = self.agent["state"]()
-        with st.io_lock:
-            for name, r in self.routers.items():
-                if self.loop_ident is not None:
-                    r._sinks.pop(self.loop_ident, None)
-                self.agent["_uninstall"](name, r, self.worker.ident)
+        stuck = self.worker.is_alive()  # its routing goes when its statement ends
         for fn in self.files:
             linecache.cache.pop(fn, None)
         # self.ns stays as it is: functions defined here may have been handed to the app
-        if not st.routers and not getattr(st, "reverts", None) and st.debug is None:
+        st = sys.modules.get(self.agent["STATE_MODULE"])
+        if st is not None and not stuck and not st.routers and \
+                not getattr(st, "reverts", None) and st.debug is None:
             sys.modules.pop(self.agent["STATE_MODULE"], None)
         return stuck
 
@@ -210,18 +203,24 @@ class Console:
                 pass  # an interrupt that arrived just after its statement ended
 
     def run_one(self, req):
+        """One statement, its stdout/stderr routed to the CLI (installed for it alone, as
+        exec does: between statements nothing of ours stands in sys.stdout)."""
         sid = req.get("id")
         cap = LineCapture(self.agent["Capture"], self.chan, self.limit)
         ident = threading.get_ident()
-        for r in self.routers.values():
-            r._sinks[ident] = cap
+        st = self.agent["state"]()
+        with st.io_lock:
+            self.routers = {n: self.agent["_install"](n) for n in ("stdout", "stderr")}
+            for r in self.routers.values():
+                r._sinks[ident] = cap
         try:
             status, tb = self.guarded(sid, str(req.get("source", "")), bool(req.get("final")))
         except KeyboardInterrupt:  # delivered just as the statement ended: still its own
             status, tb = "error", "KeyboardInterrupt\n"
         self.settle()
-        for r in self.routers.values():
-            r._sinks.pop(ident, None)
+        with st.io_lock:
+            for name, r in self.routers.items():
+                self.agent["_uninstall"](name, r, ident)
         cap.finish()
         if tb and len(tb) > 256 * 1024:
             tb = tb[:128 * 1024] + "\n[… traceback cut …]\n" + tb[-128 * 1024:]
@@ -318,9 +317,11 @@ class Console:
 
         if self.loop_ident is None:
             self.loop_ident = self.loop_thread()
-            if self.loop_ident is not None:
-                for r in self.routers.values():
-                    r._sinks.setdefault(self.loop_ident, LoopSink(r, self.var))
+        ours = {}
+        if self.loop_ident is not None:
+            with self.agent["state"]().io_lock:
+                for name, r in self.routers.items():
+                    ours[name] = r._sinks.setdefault(self.loop_ident, LoopSink(r, self.var))
         fut = asyncio.run_coroutine_threadsafe(marked(), self.loop)
         try:
             while True:  # short waits: an interrupt is delivered between them
@@ -332,6 +333,13 @@ class Console:
         except KeyboardInterrupt:
             fut.cancel()
             raise
+        finally:
+            with self.agent["state"]().io_lock:
+                for name, r in self.routers.items():
+                    if ours.get(name) is not None and r._sinks.get(self.loop_ident) is \
+                            ours[name] and isinstance(ours[name], LoopSink) and \
+                            ours[name].var is self.var:
+                        del r._sinks[self.loop_ident]
 
     def loop_thread(self):
         frames = sys._current_frames()

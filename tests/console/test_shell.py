@@ -46,6 +46,12 @@ def test_multiline_completion_interrupt_history(plain, tmp_path):
     c.sendline("_ + 1")
     c.expect("13\r\n")
     c.expect(PROMPT)
+    # an exec coming and going meanwhile leaves the console's output where it belongs
+    assert subprocess.run([WAND, "exec", f"docker/{plain.name}", "-q", "-c", "print(1)"],
+                          capture_output=True, text=True, timeout=60).stdout == "1\n"
+    c.sendline("print('still', 'routed')")
+    c.expect("still routed\r\n")
+    c.expect(PROMPT)
     # a traceback like the REPL's
     c.sendline("1/0")
     c.expect(r'File "<shell#\d+>", line 1')
