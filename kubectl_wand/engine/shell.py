@@ -44,6 +44,10 @@ class Remote:
         return ev
 
     def send(self, obj: dict):
+        """A control frame for the running op. Once it ended, stage 2 would read a frame as
+        a new request: nothing is sent then."""
+        if self.ended is not None:
+            raise Ended(self.ended)
         self.session.send_control(obj)
 
     def next(self, timeout: float):
