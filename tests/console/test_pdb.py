@@ -154,3 +154,22 @@ def test_thread_and_a_main_loop_without_calls(threads, tmp_path):
     p.expect(pexpect.EOF)
     assert_clean(threads)
     assert counter_moves(threads, "main.spins")
+
+
+def test_completion_then_client_killed_in_interact(plain, tmp_path):
+    p = attach(plain, tmp_path)
+    p.sendline("up")  # to main(), whose globals hold `counter` and `settings`
+    p.expect(PDB)
+    p.send("p sett\t")  # completed by the server in the target
+    p.expect("settings")
+    p.send("\r")
+    p.expect(r"\{'mode': 'prod'\}")
+    p.expect(PDB)
+    p.sendline("interact")
+    p.expect(">>> ")
+    p.sendline("settings['mode']")
+    p.expect("'prod'")
+    p.expect(">>> ")
+    kill_hard(p)
+    assert_clean(plain)
+    assert counter_moves(plain)
