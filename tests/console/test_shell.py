@@ -1,7 +1,6 @@
 """`kubectl wand shell`: a console inside the live process, driven like a person at a
 terminal (pexpect), against real 3.14 containers (uid 1000, no capabilities, no network)."""
 
-import re
 import subprocess
 
 import pytest
