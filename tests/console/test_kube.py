@@ -4,16 +4,21 @@ helper is an ephemeral container reached with `kubectl exec -i`), driven at a te
 import os
 import subprocess
 
-from tests.conftest import WAND
+from tests.conftest import WAND, poll
 from tests.console.common import APPS, pexpect
 from tests.kube.conftest import cluster, standin_ready, wand  # noqa: F401 (fixtures)
 
 PLAIN = (APPS / "plainapp.py").read_text()
 
 
+# the pod's command writes the app to a file and becomes it (pdb needs source files)
+BECOME = ("import os, sys\nopen('/tmp/plainapp.py', 'w').write(sys.argv[1])\n"
+          "os.execv(sys.executable, [sys.executable, '-u', '/tmp/plainapp.py'])")
+
+
 def deploy(cluster):
     return cluster.deployment("app", ready_line="app ready", containers=[
-        {"name": "app", "command": ["python3", "-u", "-c", PLAIN], "user": 1000}])
+        {"name": "app", "command": ["python3", "-c", BECOME, PLAIN], "user": 1000}])
 
 
 def spawn(cluster, *args, home):
@@ -54,3 +59,29 @@ def test_shell_and_pdb_through_kubectl_exec(cluster, tmp_path):  # noqa: F811
               "[b for b in bdb.Breakpoint.bpbynumber if b], "
               "[t.name for t in threading.enumerate() if 'shell' in t.name or 'pdb' in t.name])")
     assert cp.returncode == 0 and cp.stdout.strip() == "None [] []", cp
+
+
+def test_pdb_client_killed_while_stopped_through_kubectl(cluster, tmp_path):  # noqa: F811
+    deploy(cluster)
+    line = next(n for n, text in enumerate(PLAIN.splitlines(), 1) if "y = x + 1" in text)
+    p = spawn(cluster, "pdb", "deploy/app", home=tmp_path)
+    p.expect(r"\(Pdb\) ")
+    p.sendline(f"b /tmp/plainapp.py:{line}")
+    p.expect("Breakpoint 1")
+    p.expect(r"\(Pdb\) ")
+    p.sendline("c")
+    p.expect(r"work\(\)")
+    p.expect(r"\(Pdb\) ")  # stopped: the app's main thread waits for us
+    os.kill(p.pid, 9)
+    p.expect(pexpect.EOF)
+    p.close()
+    probe = ("import sys, time, threading, bdb\nm = sys.modules['__main__']\na = m.counter\n"
+             "time.sleep(0.3)\nprint(m.counter != a, sys.monitoring.get_tool(0), "
+             "[b for b in bdb.Breakpoint.bpbynumber if b], "
+             "[t.name for t in threading.enumerate() if 'pdb' in t.name])")
+
+    def clean():
+        cp = wand(cluster, "exec", "deploy/app", "-q", "-c", probe)
+        return cp.returncode == 0 and cp.stdout.strip() == "True None [] []"
+
+    poll(clean, timeout=30, what="the app running again with nothing of pdb left", every=0.5)
