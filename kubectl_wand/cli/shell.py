@@ -215,6 +215,8 @@ def interact(shell: Shell, term: Terminal) -> bool:
                 continue
             lines = []
             show(term, ev)
+            if ev.get("status") == "exit":
+                return False
     finally:
         save_history(rl)
 
@@ -229,6 +231,8 @@ def pipe(shell: Shell, term: Terminal) -> bool:
             continue
         lines = []
         failed = show(term, ev) or failed
+        if ev.get("status") == "exit":
+            return failed
     if lines:
         failed = show(term, shell.run("\n".join(lines), term.write, final=True)) or failed
     return failed

@@ -90,11 +90,37 @@ def LineCapture(base, chan, limit):
     return Cap(chan, limit)
 
 
+class Quit:
+    """exit()/quit() leave the console. (site's would close the app's own stdin.)"""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return "Use %s() or Ctrl-D to leave the console" % self.name
+
+    def __call__(self, code=None):
+        raise SystemExit(code)
+
+
+def plain_help(*args):
+    """help(obj) as text here; the interactive help() would read the app's stdin and a pager
+    could start in the target."""
+    if not args:
+        print("help(object) shows its documentation; the interactive help() is not "
+              "available inside the target")
+        return
+    import pydoc
+
+    print(pydoc.render_doc(args[0], renderer=pydoc.plaintext))
+
+
 class Console:
     def __init__(self, chan, params, agent):
         self.chan, self.params, self.agent = chan, params, agent
         self.ns = {"__name__": "__wand_shell__", "__builtins__": builtins, "sys": sys,
-                   "main": sys.modules.get("__main__")}
+                   "main": sys.modules.get("__main__"), "exit": Quit("exit"),
+                   "quit": Quit("quit"), "help": plain_help}
         self.limit = int(params.get("max_output") or (1 << 20))
         self.loop = find_loop() if params.get("asyncio", True) else None
         self.flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if self.loop is not None else 0
@@ -241,6 +267,8 @@ class Console:
                 return "more", None
             self.execute(code)
             return "ok", None
+        except SystemExit:  # exit(), sys.exit(): this thread's end asked for, not the app's
+            return "exit", None
         except BaseException as e:
             return "error", "".join(traceback.format_exception(
                 type(e), e, self.user_tb(e.__traceback__)))

@@ -124,11 +124,20 @@ def test_no_tty_pipe_and_no_color(plain):
             "f(41)\n"
             "print('\\x1b[31mred\\x1b[0m')\n"
             "raise ValueError('boom')\n"
-            "main.settings['mode']\n")
+            "main.settings['mode']\n"
+            "help(main.work)\n"
+            "exit()\n"
+            "print('not run')\n")
     cp = subprocess.run([WAND, "shell", f"docker/{plain.name}", "-q"], input=text,
                         capture_output=True, text=True, timeout=60,
                         env={"PATH": subprocess.os.environ["PATH"], "NO_COLOR": "1"})
-    assert cp.stdout.splitlines() == ["1", "42", "\x1b[31mred\x1b[0m", "'prod'"], cp
+    out = cp.stdout.splitlines()
+    assert out[:4] == ["1", "42", "\x1b[31mred\x1b[0m", "'prod'"], cp
+    assert "work(x)" in cp.stdout and "not run" not in cp.stdout  # help as text; exit() left
+    probe = subprocess.run([WAND, "exec", f"docker/{plain.name}", "-q", "-c",
+                            "import sys; print(sys.stdin is None or not sys.stdin.closed)"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout == "True\n", probe  # the app's stdin is left alone by exit()
     assert "ValueError: boom" in cp.stderr
     assert cp.returncode == 1  # a statement raised
     assert_clean(plain)
