@@ -1,9 +1,9 @@
-"""Fan-out timings through the kubectl stand-in (never part of the tests).
+"""Fan-out timings through the real kubectl against the test API (never part of the tests).
 
     .venv/bin/python bench/bench_fanout.py [--runs N] [--sizes 1,5,20] [--max-parallel 8]
 
-For each size N it creates a stand-in Deployment with N ready replicas (pods are Docker
-containers, see tests/kube/standin) whose app's main thread is back in the interpreter every
+For each size N it creates a Deployment with N ready replicas (pods are Docker
+containers, see tests/kube/apiserver) whose app's main thread is back in the interpreter every
 5 ms (so the figures are the tool's, not an app's pick-up delay), then times, as a user's shell
 would (launch → exit, output checked):
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
 from common import WAND, cli_env, Table  # noqa: E402
-from tests.kube.standin.cluster import Cluster  # noqa: E402
+from tests.kube.apiserver.cluster import Cluster  # noqa: E402
 TICKER = ["python3", "-c", "import time; print('READY', flush=True); "
           "[time.sleep(0.005) for _ in iter(int, 1)]"]
 
@@ -115,7 +115,7 @@ def main():
             warm = [timed(cluster, exec_argv, ok_exec) for _ in range(args.runs)]
             b1, t1 = busy_jiffies()
             # the machine's CPU use during the warm exec runs: all of it, whoever spent it
-            # (the CLI, kubectl stand-in processes, dockerd, the injectors in the pods)
+            # (the CLI, kubectl processes, the test API server, dockerd, the injectors in the pods)
             cpu = ((b1 - b0) / (t1 - t0), (b1 - b0) / os.sysconf("SC_CLK_TCK") / args.runs / n)
             bare = [floor(cluster, dep.pods, args.max_parallel) for _ in range(args.runs)]
             for pod in dep.pods:  # idle tickers would still take their share of the CPUs
@@ -143,7 +143,7 @@ def main():
     print(f"\n{os.cpu_count()} CPUs; load {load0:.2f} -> {os.getloadavg()[0]:.2f}; "
           f"{args.runs} warm runs each; exec --max-parallel {args.max_parallel}; "
           f"wall {time.monotonic() - started:.0f} s")
-    table = Table("fan-out through the kubectl stand-in: ps and exec --all over N replicas")
+    table = Table("fan-out through the real kubectl and the test API: ps and exec --all over N replicas")
     base = rows[0] if rows and rows[0][0] == 1 else None
     for n, ps, cold, warm, cpu, bare, procs in rows:
         table.section(f"{n} replica{'s' if n != 1 else ''}: machine CPU {cpu[0]:.0%} busy, "

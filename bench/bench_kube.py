@@ -1,4 +1,5 @@
-"""Timings of the Kubernetes backend through the kubectl stand-in (never part of the tests).
+"""Timings of the Kubernetes backend through the real kubectl against the test API
+(tests/kube/apiserver; pods are Docker containers; never part of the tests).
 
     .venv/bin/python bench/bench_kube.py [--runs N]
 
@@ -8,12 +9,13 @@ Measures `exec -c 'print(1)'` (first call adds the ephemeral helper, later ones 
 attach-to-ready (launch → DAP `initialize` answered through `kubectl port-forward`), each next
 to its references measured in the same run: the floor (remote_exec + debugpy.listen with a
 compiled debugpy in place, initialize from inside the container; no CLI) and the naive flow
-through the same stand-in (copy with `kubectl exec … tar`, `kubectl debug` runs
+through the same kubectl and API (copy with `kubectl exec … tar`, `kubectl debug` runs
 sys.remote_exec, `kubectl port-forward`, retry initialize until it answers). Also the kubectl
-calls per command, the bytes the CLI writes per attach and the ephemeral helpers per pod.
+API requests per command, the bytes the CLI writes per attach and the ephemeral helpers per pod.
 
-Each stand-in call is a Python process running docker commands: it costs CPU and time that real
-kubectl does not, so these figures are an upper bound; the count of calls is the portable part.
+The API server is Python driving docker on the same CPUs: it costs time a real cluster's
+apiserver and kubelet spend elsewhere, so these figures are an upper bound; the count of API
+requests is the portable part.
 """
 
 import argparse
@@ -32,24 +34,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (BUSY_APP, DEFAULT_IMAGE, cli_env, HTTP_APP, TICKING_APP,  # noqa
                     WAND, Cleanup, Table, guarded, machine_line, naive_archive,
                     time_attach, time_floor_attach, wait_for_line)
-from tests.kube.standin.cluster import Cluster  # noqa: E402
+from tests.kube.apiserver.cluster import Cluster  # noqa: E402
 
 
 def time_exec(c, target):
-    n0 = len(c.argv_log())
+    n0 = len(c.requests())
     t0 = time.perf_counter()
     cp = subprocess.run([WAND, "exec", target, "-q", "-c", "print(1)"], env=cli_env(c.env),
                         capture_output=True, text=True, timeout=120)
     t = time.perf_counter() - t0
     if cp.returncode or cp.stdout.strip() != "1":
         raise RuntimeError(f"exec failed: {cp.stderr}")
-    return t, len(c.argv_log()) - n0
+    return t, len(c.requests()) - n0
 
 
 def attach(c, target, cleanup, pause=None):
-    n0 = len(c.argv_log())
+    n0 = len(c.requests())
     r = time_attach(target, cleanup, env=cli_env(c.env), pause=pause)
-    r["calls"] = len(c.argv_log()) - n0
+    r["calls"] = len(c.requests()) - n0
     return r
 
 
@@ -77,7 +79,7 @@ def dap_initialize_tcp(port, timeout=2.0):
 
 
 def time_naive(c, image, app, tag, port=5692):
-    """The flow without kubectl-wand through the stand-in, as fast as it goes (no sleeps)."""
+    """The flow without kubectl-wand through the same kubectl and API, as fast as it goes (no sleeps)."""
     dep = c.deployment(tag, ready_line="READY",
                        containers=[{"name": "app", "command": app, "user": 1000}])
     pod = dep.pods[0]
@@ -141,7 +143,7 @@ def main():
     cleanup = Cleanup()
     started = time.perf_counter()
     load0 = os.getloadavg()[0]
-    table = Table("Kubernetes backend through the kubectl stand-in")
+    table = Table("Kubernetes backend through the real kubectl and the test API")
     tmp = tempfile.mkdtemp(prefix="wand-bench-kube-")
     c = Cluster(Path(tmp))
 
@@ -162,8 +164,8 @@ def main():
             cold, cold_calls = time_exec(c, "deploy/tick")
             warm = [time_exec(c, "deploy/tick") for _ in range(n)]
             table.section("exec -c 'print(1)', ticking target")
-            table.add(f"cold: adds the ephemeral helper ({cold_calls} kubectl calls)", [cold])
-            table.add(f"warm: reuses it ({warm[0][1]} kubectl calls)", [w[0] for w in warm])
+            table.add(f"cold: adds the ephemeral helper ({cold_calls} API requests)", [cold])
+            table.add(f"warm: reuses it ({warm[0][1]} API requests)", [w[0] for w in warm])
 
             for name, app in apps.items():
                 jitter = http_jitter if name == "web" else (lambda: None)
@@ -187,11 +189,11 @@ def main():
                 what = {"busy": "CPU-bound /app/busy.py", "tick": "ticking loop (5 ms)",
                         "web": "/app/http_app.py (looks every 0.5 s)"}[name]
                 table.section(f"attach → DAP initialize via kubectl port-forward: {what}")
-                table.add(f"warm ({runs[0]['calls']} kubectl calls)", [r["ready"] for r in runs],
+                table.add(f"warm ({runs[0]['calls']} API requests)", [r["ready"] for r in runs],
                           "floor: debugpy .pyc in place", [t for t, _ in floor])
                 table.add("", [], "  of which in the container", [t for _, t in floor])
                 table.add("warm", [r["ready"] for r in runs], "naive: cp + debug + poll", naive)
-                table.add(f"first attach to this pod ({first['calls']} kubectl calls)",
+                table.add(f"first attach to this pod ({first['calls']} API requests)",
                           [first["ready"]], "naive: cp + debug + poll", naive)
                 table.add("detach: SIGINT → exited", [r["detach"] for r in runs])
                 table.add("bytes written by the CLI per attach, warm (kB)",

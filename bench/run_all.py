@@ -6,10 +6,12 @@ Runs, one after the other (they would disturb each other's timings in parallel):
 
   bench_docker.py   exec and attach on the Docker backend next to the floor and the naive flow,
                     bytes per attach, helper containers per attaches
-  bench_kube.py     the same through the kubectl stand-in, kubectl calls per command
+  bench_kube.py     the same through the real kubectl and the test API, API requests per command
   bench_target.py   injection latency on a busy target (p50/p99), requests/s of an HTTP target
                     before attach, listening, client attached, after detach
   bench_fanout.py   ps and exec --all over 1, 5 and 20 replicas
+  bench_observe.py  the target's throughput and CPU under trace (10/100/1000 hits/s) and
+                    profile (10/100/1000 Hz), next to the same target untouched
 
 and prints their tables together (median and p90 over --runs runs, each figure next to its
 reference measured in the same run). Progress goes to stderr; the tables to stdout. Needs the
@@ -29,6 +31,7 @@ BENCHES = {
     "kube": ["bench_kube.py"],
     "target": ["bench_target.py"],
     "fanout": ["bench_fanout.py"],
+    "observe": ["bench_observe.py"],
 }
 
 

@@ -17,13 +17,16 @@ import os
 import subprocess
 import sys
 
+from kubectl_wand.names import LEVELS as LEVEL_VALUES
+from kubectl_wand.names import NUDGE_CHOICES, kubectl_argv
+
 NO_SPACE = 2
 NO_FILE = 4
 DEFAULT = 0
 TIMEOUT = float(os.environ.get("WAND_COMPLETION_TIMEOUT", "2"))
 
-SIGNALS = ["auto", "none", "USR1", "USR2", "WINCH", "HUP", "URG", "PWR"]
-LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "NOTSET"]
+SIGNALS = list(NUDGE_CHOICES)
+LEVELS = list(LEVEL_VALUES)
 COMMON = {"-h": (None, "show help"), "--help": (None, None)}
 TOP = {"--version": (None, "show the version"), **COMMON}
 SHELLS = ["bash", "zsh", "fish"]
@@ -71,13 +74,8 @@ def _run(argv):
 
 
 def _kubectl(state, *args, namespaced=True):
-    argv = [os.environ.get("WAND_KUBECTL", "kubectl")]
-    if state.get("kubeconfig"):
-        argv += ["--kubeconfig", state["kubeconfig"]]
-    if state.get("context"):
-        argv += ["--context", state["context"]]
-    if namespaced and state.get("namespace"):
-        argv += ["-n", state["namespace"]]
+    argv = kubectl_argv(state.get("kubeconfig"), state.get("context"),
+                        state.get("namespace") if namespaced else None)
     return _run(argv + [f"--request-timeout={max(1, round(TIMEOUT))}s"] + list(args))
 
 
@@ -95,9 +93,7 @@ def namespaces(state):
 
 
 def contexts(state):
-    args = [os.environ.get("WAND_KUBECTL", "kubectl")]
-    if state.get("kubeconfig"):
-        args += ["--kubeconfig", state["kubeconfig"]]
+    args = kubectl_argv(state.get("kubeconfig"))
     return [c for c in _run(args + ["config", "get-contexts", "-o", "name"]).splitlines() if c]
 
 

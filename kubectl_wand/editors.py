@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError
 
 DEFAULT_PATH = os.path.join(".vscode", "launch.json")
 
@@ -326,14 +326,14 @@ def read_launch_json(path: Path) -> Optional[str]:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
-        raise WandError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}",
-                        code="launch-json", exit_code=2)
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}",
+                         code="launch-json")
     try:
         merge_launch_json(text, {"name": "\0probe"})
     except JSONCError as e:
-        raise WandError(f"{path} is not valid JSON with comments: {e}",
-                        "fix it, or pass another path to --write-launch-json",
-                        code="launch-json", exit_code=2)
+        raise UsageError(f"{path} is not valid JSON with comments: {e}",
+                         "fix it, or pass another path to --write-launch-json",
+                         code="launch-json")
     return text
 
 

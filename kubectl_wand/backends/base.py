@@ -67,6 +67,11 @@ class Backend:
         attaches: a directory of the helper's own filesystem, never the target's (None: none)."""
         return None
 
+    def preflight(self, target, start_listing):
+        """validate's checks of this backend's own (tools, cluster, permissions) and the box
+        attach would use; ``start_listing(box)`` starts the process listing (a future)."""
+        raise NotImplementedError
+
     def recover(self, box: Box, stderr: str) -> bool:
         """Repair what made the injector fail to start (e.g. an expired helper); True = retry."""
         return False

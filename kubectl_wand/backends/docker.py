@@ -8,12 +8,14 @@ a while so later commands reuse it.
 
 import json
 import shlex
+import subprocess
 from typing import List
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import (HELPER_CACHE, HELPER_PYTHON, Backend, Box,
                                         exec_not_found, python_candidates, run)
 from kubectl_wand.backends.forward import StdioForwarder
+from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 HELPER_IDLE_SECONDS = 600
@@ -170,6 +172,63 @@ class DockerBackend(Backend):
             return (f"container {box.extra.get('name') or box.id[:12]} stopped ({status}, "
                     f"exit code {code})")
         return None
+
+    def preflight(self, target, start_listing) -> Preflight:
+        """The engine answers, the container runs; the helper is described once listed."""
+        sec = f"{self.runtime} engine"
+        try:
+            cp = run([self.runtime, "version", "--format", "{{.Server.Version}}"], timeout=20)
+        except WandError as e:
+            return Preflight([Check(sec, self.runtime, False, e.message, e.hint)], stop=e.message)
+        if cp.returncode != 0:
+            text = cp.stderr.decode("utf-8", "replace").strip()
+            return Preflight([Check(sec, "engine", False, f"not reachable: {text}",
+                                    "start it (e.g. `dockerd`) or check access to its socket")],
+                             stop="engine not reachable")
+        checks = [Check(sec, "engine", True,
+                        f"reachable, server {cp.stdout.decode().strip() or '?'}")]
+        try:
+            box = self.resolve(target)[0]
+        except WandError as e:
+            return Preflight(checks + [Check("target", str(target), False, e.message, e.hint)],
+                             stop=e.message)
+        checks.append(Check("target", str(target), True, f"container {box.id[:12]} is running"))
+        helper = Check("target", "helper", True,
+                       f"helper container {self.helper_name(box)} runs beside it (image "
+                       f"{box.extra.get('image_name') or box.image[:19]}, CAP_SYS_PTRACE, "
+                       "shared PID namespace; it runs the image's own Python)")
+        return Preflight(checks, box=box, listing=start_listing(box), after=[helper])
+
+    def start_throwaway(self, name: str, image: str, argv: List[str]):
+        """A locked-down container of our own (uid 1000, no network, no capabilities)."""
+        cp = run([self.runtime, "run", "-d", "--rm", "--name", name, "--user", "1000:1000",
+                  "--network", "none", "--cap-drop", "ALL", image, *argv], timeout=300)
+        if cp.returncode != 0:
+            raise WandError(cp.stderr.decode("utf-8", "replace").strip(), code="engine")
+
+    def wait_for_log(self, name: str, line: str, timeout: float) -> bool:
+        """Follow a container's log until ``line`` (a real signal, not a sleep)."""
+        import time
+
+        p = subprocess.Popen([self.runtime, "logs", "-f", name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        try:
+            for got in p.stdout:
+                if got.strip() == line.encode():
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+            return False
+        finally:
+            p.kill()
+            p.wait()
+
+    def exec_in(self, name: str, argv: List[str]) -> subprocess.Popen:
+        return subprocess.Popen([self.runtime, "exec", name, *argv], stdout=subprocess.PIPE)
+
+    def remove_container(self, name: str):
+        run([self.runtime, "rm", "-f", name], timeout=60)
 
     def remove_helper(self, box: Box):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)

@@ -31,6 +31,7 @@ WORKLOAD_KINDS = {"deployment": "deployment", "statefulset": "statefulset",
 KSVC_RESOURCE = "services.serving.knative.dev"
 KSVC_LABEL = "serving.knative.dev/service"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 FORWARD_LINE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 PYTHON_PATH = re.compile(r"^(?:/[A-Za-z0-9._+-]+)+/python[0-9.]*t?$")
 
@@ -154,6 +155,11 @@ class KubernetesBackend(Backend):
         """kubectl's error text, with what it means and what to do."""
         text = text.strip()
         low = text.lower()
+        # klog lines (`E1201 00:03:06.650953 16330 memcache.go:265] ...`) come before the
+        # sentence that says what happened (e.g. an unreachable cluster): keep that sentence
+        said = [ln for ln in text.splitlines() if not KLOG_LINE.match(ln)]
+        if said and len(said) < len(text.splitlines()):
+            text = "\n".join(said)
         ns = self.ns_flag(ns)
         if "context was not found" in low or ("context" in low and "does not exist" in low):
             return WandError(f'kubeconfig context "{self.opts.get("context")}" does not exist '
@@ -187,6 +193,12 @@ class KubernetesBackend(Backend):
                 check += f" -n {ns}"
             return WandError(f"RBAC forbids {verb} on {resource}: {text}",
                              f"ask for that permission; check it with `{check}`", code="rbac")
+        if "unknown flag: --custom" in low and self.client_version() >= (1, 31) and \
+                os.environ.get("KUBECTL_DEBUG_CUSTOM_PROFILE"):
+            return WandError("this kubectl hides `kubectl debug --custom` "
+                             f"(KUBECTL_DEBUG_CUSTOM_PROFILE={os.environ['KUBECTL_DEBUG_CUSTOM_PROFILE']})",
+                             "unset KUBECTL_DEBUG_CUSTOM_PROFILE (kubectl 1.31 needs it unset or "
+                             "true for --custom)", code="kubectl-old")
         if "unknown flag: --profile" in low or "unknown flag: --custom" in low:
             return WandError("this kubectl is too old for `kubectl debug --profile` "
                              f"({text})", "install kubectl 1.27 or newer", code="kubectl-old")
@@ -201,9 +213,15 @@ class KubernetesBackend(Backend):
         return WandError(text or "kubectl failed", "retry with -v to see each kubectl call",
                          code="kubectl")
 
+    def client_version_argv(self) -> List[str]:
+        """`version --client` with the same --kubeconfig/--context as every other call: gcloud's
+        kubectl is a dispatcher that picks its binary by the *server's* version, so without them
+        it reports another binary than the one `debug` will run."""
+        return self.base(namespaced=False) + ["version", "--client", "-o", "json"]
+
     def client_version(self):
         if self._version is None:
-            cp = run([self.kubectl, "version", "--client", "-o", "json"], timeout=20)
+            cp = run(self.client_version_argv(), timeout=20)
             try:
                 v = json.loads(cp.stdout)["clientVersion"]
                 self._version = (int(v["major"]), int(re.sub(r"\D.*", "", v["minor"])))
@@ -224,7 +242,14 @@ class KubernetesBackend(Backend):
         if kind == "pod":
             return [self.kubectl_json("get", "pod", name)]
         if kind == "ksvc":
-            self.kubectl_json("get", KSVC_RESOURCE, name)
+            try:
+                self.kubectl_json("get", KSVC_RESOURCE, name)
+            except WandError as e:
+                if e.code != "kind":  # kubectl names only "services": say which ones
+                    raise
+                raise WandError(f"Knative Serving is not installed in this cluster ({e.message})",
+                                "ksvc/ targets need Knative Serving; target the pods or their "
+                                "deployment instead", code="kind")
             selector = f"{KSVC_LABEL}={name}"
         else:
             obj = self.kubectl_json("get", WORKLOAD_KINDS.get(kind, kind), name)
@@ -312,6 +337,11 @@ class KubernetesBackend(Backend):
         return [self.box(newest, default_container(newest, self.opts.get("container")))]
 
     # -------------------------------------------------------------- injector
+
+    def preflight(self, target, start_listing):
+        from kubectl_wand.backends import kube_preflight
+
+        return kube_preflight.preflight(self, target, start_listing)
 
     def trust(self, box: Box) -> str:
         # the ephemeral helper is a fresh container of the image; without one the lister runs

@@ -14,6 +14,7 @@ from typing import List
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box
 from kubectl_wand.backends.forward import Direct, StdioForwarder, TcpForwarder
+from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 
@@ -45,6 +46,14 @@ class LocalBackend(Backend):
 
     def trust(self, box: Box) -> str:
         return "host"
+
+    def preflight(self, target, start_listing) -> Preflight:
+        try:
+            box = self.resolve(target)[0]
+        except WandError as e:
+            return Preflight([Check("target", str(target), False, e.message, e.hint)],
+                             stop=e.message)
+        return Preflight([], box=box, listing=start_listing(box))
 
     def injector_argv(self, box: Box) -> List[str]:
         return [sys.executable, "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]

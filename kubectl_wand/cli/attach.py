@@ -15,7 +15,7 @@ from kubectl_wand.engine import bundle, ops
 from kubectl_wand.backends.forward import Early
 from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.session import kill_point
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 
 FOLLOW_TIMEOUT = 180.0
 
@@ -53,8 +53,7 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     same local port.
     """
     if not (0 < port < 65536) or not (0 <= local_port < 65536):
-        raise WandError("ports must be between 1 and 65535 (--local-port may be 0)",
-                        exit_code=2, code="usage")
+        raise UsageError("ports must be between 1 and 65535 (--local-port may be 0)", code="usage")
     editor = {"name": f"kubectl-wand: {target}", "path": None}
     if launch_json:
         editor["path"] = editors.launch_json_path(launch_json)

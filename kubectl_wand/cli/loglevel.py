@@ -9,9 +9,9 @@ import click
 from kubectl_wand.cli.common import kube_options, resolve, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.errors import UsageError
+from kubectl_wand.names import LEVELS
 from kubectl_wand.safe_text import safe
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 MAX_SECONDS = 7 * 24 * 3600
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
@@ -64,24 +64,28 @@ def fmt_seconds(s: float) -> str:
 
 def describe(r) -> str:
     lines = []
-    for item in r.data.get("loggers", []):
+    for item in r.data.get("loggers") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("reverts_in") or 0,
+                                                        (int, float)):
+            continue  # not what the agent sends: the target made it up
         # level names and handler descriptions come from the target's logging: escaped
-        prev = safe(item["previous"], 100)
-        if item["previous"] != item["previous_effective"]:
-            prev += f" (effective {safe(item['previous_effective'], 100)})"
-        line = f"  {safe(item['logger'], 200)}: {prev} -> {safe(item['level'], 100)}"
+        prev = safe(item.get("previous"), 100)
+        if item.get("previous") != item.get("previous_effective"):
+            prev += f" (effective {safe(item.get('previous_effective'), 100)})"
+        line = f"  {safe(item.get('logger'), 200)}: {prev} -> {safe(item.get('level'), 100)}"
         if item.get("reverts_in"):
-            line += (f" (reverts to {safe(item['reverts_to'], 100)} in "
-                     f"{safe(fmt_seconds(item['reverts_in']), 40)})")
+            line += (f" (reverts to {safe(item.get('reverts_to'), 100)} in "
+                     f"{safe(fmt_seconds(item.get('reverts_in')), 40)})")
         if item.get("replaced_revert"):
-            line += (f"; replaced a pending revert to {safe(item['replaced_revert'], 100)}"
+            line += (f"; replaced a pending revert to {safe(item.get('replaced_revert'), 100)}"
                      if item.get("reverts_in") else
-                     f"; cancelled a pending revert to {safe(item['replaced_revert'], 100)}")
+                     f"; cancelled a pending revert to {safe(item.get('replaced_revert'), 100)}")
         lines.append(line)
         if not item.get("existed"):
-            lines.append(f"    note: logger {safe(repr(item['logger']), 200)} did not exist "
+            lines.append(f"    note: logger {safe(repr(item.get('logger')), 200)} did not exist "
                          "yet (created)")
-        for why in (item.get("filtered_by") or [])[:20]:
+        notes = item.get("filtered_by")
+        for why in (notes if isinstance(notes, list) else [])[:20]:
             lines.append(f"    note: {safe(why, 500)}")
     return "\n".join(lines) + "\n"
 

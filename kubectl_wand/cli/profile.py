@@ -26,6 +26,8 @@ def top_table(stacks, n: int) -> str:
 
 def write_output(path: str, text: str):
     if path == "-":
+        if sys.stdout.isatty():  # names from the target, on a terminal: escaped
+            text = "".join(safe(line, 100000) + "\n" for line in text.splitlines())
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -89,9 +91,19 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
         status(f"Sampling {len(units)} process{'es' if many else ''} at {rate} Hz for "
                f"{seconds:g}s (from memory; nothing runs in the target); Ctrl-C ends early")
     lock = threading.Lock()
+    begun = set()
+
+    def on_progress(res, ev):  # the helper's first report: sampling has begun there
+        with lock:
+            first = (res.box.id, res.pid) not in begun
+            begun.add((res.box.id, res.pid))
+        if first and not quiet:
+            status(f"{unit_label(res)}: sampling")
+
     ask = ask_process if (is_tty() and not many) else None
     results = live.run_live(
-        backend, units, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu),
+        backend, units, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu,
+                                             on_progress),
         max_parallel, signal="none", remote_exec=False, ask=ask)
     with lock:
         for r in results:
@@ -99,8 +111,8 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
             if r.skipped:
                 status(f"{name}: skipped ({r.skipped})")
             elif r.error is not None:
-                status(f"{name}: error: {r.error.message}" +
-                       (f"\nhint: {r.error.hint}" if r.error.hint else ""))
+                status(f"{name}: error: {safe(r.error.message, 4000)}" +
+                       (f"\nhint: {safe(r.error.hint, 2000)}" if r.error.hint else ""))
             elif not quiet:
                 d = r.data
                 note = "".join(f", {d[k]} {w}" for k, w in (

@@ -1,7 +1,6 @@
 """`kubectl wand ps [TARGET]`: the Python processes in a target, and whether each can be attached."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import click
 from tabulate import tabulate
@@ -9,33 +8,22 @@ from tabulate import tabulate
 from kubectl_wand import progress
 from kubectl_wand.cli.common import (PROC_HEADERS, color_ok, kube_options, proc_row, resolve,
                                      target_options)
-from kubectl_wand.engine.session import Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.engine.listing import list_processes
 from kubectl_wand.safe_text import safe
-
-
-def scan_box(backend, box):
-    try:
-        s = Session(backend, box, timeout=60)
-        procs = s.open("ps")
-        box.extra["procs_cut"] = s.meta.get("procs_cut") or 0
-        return box, procs, None
-    except WandError as e:
-        return box, [], e
 
 
 def cut_notes(results) -> list:
     """What the helper left out of the listing (bounded per process and in total)."""
     notes = []
-    for box, procs, _ in results:
+    for box, procs, _, cut in results:
         argv = [p.pid for p in procs if p.extra.get("argv_cut")]
         at = next((p.extra["argv_cut"] for p in procs if p.extra.get("argv_cut")), 0)
         if argv:
             notes.append(f"note: {safe(box.display)}: command line of PID "
                          f"{', '.join(map(str, argv[:10]))}{', …' if len(argv) > 10 else ''} "
                          f"cut at {safe(at, 12)} bytes (ps -o json: argv_cut)")
-        if box.extra.get("procs_cut"):
-            notes.append(f"note: {safe(box.display)}: {box.extra['procs_cut']} more "
+        if cut:
+            notes.append(f"note: {safe(box.display)}: {cut} more "
                          "process(es) not listed (the list is bounded; Python processes first)")
     return notes
 
@@ -54,17 +42,16 @@ def command(target, output, all_namespaces, show_all, **opts):
     opts["for_ps"] = True
     _, backend, boxes = resolve(target, opts) if target else _default(opts)
     with progress.spinner(f"listing processes in {len(boxes)} target"
-                          + ("s" if len(boxes) != 1 else "")), \
-            ThreadPoolExecutor(max_workers=min(8, max(1, len(boxes)))) as pool:
-        results = list(pool.map(lambda b: scan_box(backend, b), boxes))
+                          + ("s" if len(boxes) != 1 else "")):
+        results = [(r.box, r.procs, r.error, r.cut) for r in list_processes(backend, boxes)]
     failed = False
     if output == "json":
         out = []
-        for box, procs, err in results:
+        for box, procs, err, cut in results:
             item = {"target": box.display, **box.extra.get("summary", {}),
                     "processes": [p.to_json() for p in procs if p.python or show_all]}
-            if box.extra.get("procs_cut"):
-                item["processes_not_listed"] = box.extra["procs_cut"]
+            if cut:
+                item["processes_not_listed"] = cut
             if err:
                 item["error"] = {"message": err.message, "hint": err.hint, "code": err.code}
                 failed = True
@@ -73,10 +60,10 @@ def command(target, output, all_namespaces, show_all, **opts):
         for note in cut_notes(results):
             click.echo(note, err=True)
     else:
-        kube = any(b.extra.get("summary") for b, _, _ in results)
+        kube = any(b.extra.get("summary") for b, _, _, _ in results)
         multi = kube or len(results) > 1
         rows = []
-        for box, procs, err in results:
+        for box, procs, err, _ in results:
             if kube:
                 sm = box.extra["summary"]
                 prefix = [safe(x, 253) for x in ([sm["namespace"]] if all_namespaces else []) + [
@@ -102,7 +89,7 @@ def command(target, output, all_namespaces, show_all, **opts):
         click.echo(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
         for note in cut_notes(results):
             click.echo(note, err=True)
-    if failed and all(err for _, _, err in results):
+    if failed and all(err for _, _, err, _ in results):
         raise SystemExit(1)
 
 

@@ -179,6 +179,8 @@ def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, **opts
 def show(term: Terminal, ev: dict) -> bool:
     """A statement's end: its traceback on stderr. True if it raised."""
     tb = ev.get("traceback")
+    if tb and not isinstance(tb, str):  # the target's word: a string, or shown as text
+        tb = repr(tb)
     if tb:
         term.write("stderr", tb if tb.endswith("\n") else tb + "\n")
     if ev.get("truncated"):

@@ -12,7 +12,7 @@ from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, 
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import safe, unit_label
-from kubectl_wand.engine import fanout, live, trace
+from kubectl_wand.engine import live, trace
 from kubectl_wand.errors import UsageError
 
 
@@ -29,7 +29,7 @@ def hit_line(label: str, ev: dict) -> str:
 
 @click.command("trace")
 @click.argument("target")
-@click.argument("args", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, metavar="FILE:LINE... [EXPR]...")
 @click.option("--where", "where", metavar="COND",
               help="Report a hit only when this expression is true in the frame.")
 @click.option("--for", "for_", metavar="DURATION", default="10m", show_default=True,
@@ -112,8 +112,8 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
             if r.skipped:
                 status(f"{name}: skipped ({r.skipped})")
             elif r.error is not None:
-                status(f"{name}: error: {r.error.message}" +
-                       (f"\nhint: {r.error.hint}" if r.error.hint else ""))
+                status(f"{name}: error: {safe(r.error.message, 4000)}" +
+                       (f"\nhint: {safe(r.error.hint, 2000)}" if r.error.hint else ""))
             elif not quiet:
                 d = r.data
                 extra = "".join(f", {d[k]} {w}" for k, w in (

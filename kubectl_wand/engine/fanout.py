@@ -17,7 +17,7 @@ from kubectl_wand.backends.base import Box
 from kubectl_wand.engine import ops
 from kubectl_wand.engine.procs import Choice
 from kubectl_wand.engine.session import Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 
 DEFAULT_MAX_PARALLEL = 8
 
@@ -190,7 +190,7 @@ def run_all(backend, units: List[Unit], work: Work, max_parallel: int = DEFAULT_
             on_result: Optional[Callable[[UnitResult], None]] = None) -> List[UnitResult]:
     """Run ``work`` in every unit, at most ``max_parallel`` at a time; results in unit order."""
     if max_parallel < 1:
-        raise WandError("--max-parallel must be at least 1", code="usage", exit_code=2)
+        raise UsageError("--max-parallel must be at least 1", code="usage")
 
     def one(unit):
         r = run_unit(backend, unit, work, signal, remote_exec)

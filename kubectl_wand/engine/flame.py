@@ -3,7 +3,7 @@ frame's samples, click zooms into it, Ctrl-F / the Search button highlights matc
 
 import re
 import zlib
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 from kubectl_wand.engine.profile import Stacks, frame_name
 

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional
 from kubectl_wand.engine import fanout, ops
 from kubectl_wand.engine.fanout import Unit, UnitResult
 from kubectl_wand.engine.session import CLOSED, raise_for
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 
 MAX_UNITS = 100
 STOP_GRACE = 10.0  # seconds for a unit to confirm its end once asked to stop
@@ -26,8 +26,8 @@ def run_live(backend, units: List[Unit], work: LiveWork, max_parallel: int,
              signal: str = "auto", remote_exec: bool = True, ask=None,
              stop: Optional[threading.Event] = None) -> List[UnitResult]:
     if len(units) > MAX_UNITS:
-        raise WandError(f"{len(units)} processes is more than {MAX_UNITS} at once",
-                        "narrow the target (-l, --pod, --pid)", code="usage", exit_code=2)
+        raise UsageError(f"{len(units)} processes is more than {MAX_UNITS} at once",
+                         "narrow the target (-l, --pod, --pid)", code="usage")
     stop = stop or threading.Event()
     gate = threading.Semaphore(max(1, max_parallel))
     results: List[UnitResult] = [UnitResult(u.box, u.pid, skipped=u.skipped, error=u.error)

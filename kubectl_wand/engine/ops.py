@@ -9,11 +9,13 @@ from typing import Callable, List, Optional
 
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
-from kubectl_wand.engine.session import CLOSED, Session
-from kubectl_wand.errors import WandError
+from kubectl_wand.engine.session import CLOSED, Channel, Session
+from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.names import SIGNALS
 from kubectl_wand.safe_text import safe
 
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+FLOOD_SLACK = 1 << 20  # output characters past --max-output tolerated before giving up
 
 
 def pick_process(procs: List[Proc], pid: Optional[int],
@@ -29,11 +31,8 @@ def pick_process(procs: List[Proc], pid: Optional[int],
     listing = "\n".join(f"  PID {p.pid}: {safe(p.command, 100)}" for p in c.candidates[:50])
     if len(c.candidates) > 50:
         listing += f"\n  … and {len(c.candidates) - 50} more"
-    raise WandError(f"several Python processes could be meant:\n{listing}",
-                    "pick one with --pid", code="ambiguous", exit_code=2)
-
-
-SIGNALS = ("USR1", "USR2", "WINCH", "HUP", "URG", "PWR")
+    raise UsageError(f"several Python processes could be meant:\n{listing}",
+                     "pick one with --pid", code="ambiguous")
 
 
 def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
@@ -52,15 +51,13 @@ def nudge_signal(proc: Proc, choice: str) -> Optional[str]:
             caught = 0
         return "SIGWINCH" if caught and proc.role not in ("master", "reloader") else None
     if choice not in SIGNALS:
-        raise WandError(f"--signal {choice} is not allowed",
-                        f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage",
-                        exit_code=2)
+        raise UsageError(f"--signal {choice} is not allowed",
+                         f"choose one of auto, none, {', '.join(SIGNALS)}", code="usage")
     if choice in TERMINATING and not _catches(proc, SIGNUM[choice]):
-        raise WandError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
-                        "would terminate the process",
-                        "send only a signal the process handles in Python (the blocked-thread "
-                        "message lists them), or --signal none", code="would-kill",
-                        exit_code=2)
+        raise UsageError(f"PID {proc.pid} does not handle SIG{choice}: its default action "
+                         "would terminate the process",
+                         "send only a signal the process handles in Python (the blocked-thread "
+                         "message lists them), or --signal none", code="would-kill")
     return "SIG" + choice
 
 
@@ -121,30 +118,29 @@ def read_script(path: str) -> bytes:
         data = sys.stdin.buffer.read(MAX_SCRIPT_BYTES + 1)
     else:
         if os.path.isdir(path):
-            raise WandError(f"{path} is a directory, not a script",
-                            "give the path of a Python file (-f FILE), or '-' to read stdin",
-                            code="bad-script", exit_code=2)
+            raise UsageError(f"{path} is a directory, not a script",
+                             "give the path of a Python file (-f FILE), or '-' to read stdin",
+                             code="bad-script")
         try:
             size = os.path.getsize(path)
             if size > MAX_SCRIPT_BYTES:
-                raise WandError(f"{path} is {size} bytes; scripts are limited to "
-                                f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                                "ship data separately and load it from the script",
-                                code="too-large", exit_code=2)
+                raise UsageError(f"{path} is {size} bytes; scripts are limited to "
+                                 f"{MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                                 "ship data separately and load it from the script",
+                                 code="too-large")
             with open(path, "rb") as f:
                 data = f.read(MAX_SCRIPT_BYTES + 1)  # /dev/zero or a FIFO reports size 0
         except OSError as e:
-            raise WandError(f"cannot read {path}: {e.strerror}",
-                            "the script is read on this machine, not in the target; check "
-                            "the path and its permissions", code="bad-script", exit_code=2)
+            raise UsageError(f"cannot read {path}: {e.strerror}",
+                             "the script is read on this machine, not in the target; check "
+                             "the path and its permissions", code="bad-script")
     if len(data) > MAX_SCRIPT_BYTES:
-        raise WandError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
-                        "ship data separately and load it from the script",
-                        code="too-large", exit_code=2)
+        raise UsageError(f"the script is over {MAX_SCRIPT_BYTES // 1024 // 1024} MiB",
+                         "ship data separately and load it from the script",
+                         code="too-large")
     if b"\0" in data:
-        raise WandError(f"{path} looks binary (it contains NUL bytes), not Python source",
-                        "exec runs Python source; give a .py file", code="bad-script",
-                        exit_code=2)
+        raise UsageError(f"{path} looks binary (it contains NUL bytes), not Python source",
+                         "exec runs Python source; give a .py file", code="bad-script")
     return data
 
 
@@ -257,11 +253,11 @@ def refuse_fatal(source: bytes, force: bool):
         return
     found = fatal_calls(source)
     if found:
-        raise WandError("this code would end the target process, not just the injected "
-                        "thread:\n  " + "\n  ".join(found),
-                        "sys.exit() ends only the injected code; pass --force if you really "
-                        "mean to stop the process (its container or pod restarts per its "
-                        "restart policy)", code="would-kill", exit_code=2)
+        raise UsageError("this code would end the target process, not just the injected "
+                         "thread:\n  " + "\n  ".join(found),
+                         "sys.exit() ends only the injected code; pass --force if you really "
+                         "mean to stop the process (its container or pod restarts per its "
+                         "restart policy)", code="would-kill")
 
 
 @dataclass
@@ -287,8 +283,9 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
              on_output: Callable[[str, str], None], max_output: int = 8 << 20,
              ack_timeout: float = 5.0) -> ExecResult:
     # --max-output is enforced here too, not only by the agent in the target: a target that
-    # floods output events costs the operator at most max_output characters of output
-    sent = [0, False]
+    # floods output events costs the operator at most max_output characters of output, and
+    # since the agent itself never sends more, a flood past it is cut short
+    sent = [0, False, 0]  # characters passed on, cut?, characters received
 
     def on_event(ev):
         if ev.get("event") != "output":
@@ -296,6 +293,15 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
         data = ev.get("data", "")
         if not isinstance(data, str):
             data = str(data)
+        sent[2] += len(data)
+        if sent[2] > max_output + FLOOD_SLACK:
+            if isinstance(session.chan, Channel):  # not a shared (fanned-out) injector
+                session.chan.close(timeout=0.5)  # blocked writing the flood: ended now
+            raise WandError(f"the target sent over {sent[2] - max_output} characters of output "
+                            f"past --max-output ({max_output}), which kubectl-wand's agent "
+                            "never does; stopped listening (output shown up to the limit)",
+                            "the process may be compromised or patched; the code may still "
+                            "be running in it", code="output-flood")
         room = max_output - sent[0]
         if len(data) > room:
             data, sent[1] = data[:max(room, 0)], True
@@ -310,17 +316,25 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
     res = ExecResult(status=None, events=events)
     for ev in events:
         if ev.get("event") == "result":
-            res.status, res.traceback = ev.get("status"), ev.get("traceback")
-            if res.traceback:
-                res.traceback = clean_text(res.traceback)
-            res.truncated, res.seconds = ev.get("truncated", False), ev.get("seconds", 0.0)
+            # the agent ran in the target: every field is checked for its type (a string
+            # status would reach the terminal raw through SystemExit)
+            res.status = _int_or_none(ev.get("status"))
+            tb = ev.get("traceback")
+            res.traceback = clean_text(tb) if isinstance(tb, str) and tb else None
+            res.truncated = ev.get("truncated") is True
+            seconds = ev.get("seconds")
+            res.seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
             if res.traceback and len(res.traceback) > max_output:
                 res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
-            res.phase = ev.get("phase") or "run"
+            res.phase = "compile" if ev.get("phase") == "compile" else "run"
         elif ev.get("event") == "timeout":
             res.timed_out = True
     res.truncated = bool(res.truncated) or sent[1]
     return res
+
+
+def _int_or_none(v) -> Optional[int]:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def remote_root(proc: Proc) -> str:
@@ -362,6 +376,10 @@ class Attachment:
             ack_timeout=self.ack_timeout)
         for ev in events:
             if ev.get("event") == "listening":
+                port = ev.get("port")
+                if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+                    raise WandError("the target reported an invalid debug port",
+                                    "check the target process", code="listen-failed")
                 self.listening = ev
                 return ev
             if ev.get("event") == "error":

@@ -175,8 +175,8 @@ class Channel:
             try:
                 self.proc.stdin.write(b"%d%s\n" % (len(data), header.encode()) + data)
                 self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass  # the injector exited; its last events say why
+            except (BrokenPipeError, OSError, ValueError):
+                pass  # the injector exited (or was ended); its last events say why
 
     def send(self, obj):
         self.send_bytes(json.dumps(obj).encode())

@@ -11,6 +11,7 @@ socket: the CLI asked to stop, went away or was killed (the injector then shuts 
 """
 
 import gc
+import json
 import os
 import queue
 import reprlib
@@ -22,6 +23,7 @@ import types
 TOOL_NAME = "kubectl-wand-trace"
 TOOL_IDS = (4, 3, 5)  # never 0-2: debuggers, coverage and cProfile expect those
 MAX_REPR = 1000
+BATCH_EVERY = 0.1  # seconds between writes of hits to the CLI
 QUEUE_MAX = 1000
 STATS_EVERY = 2.0
 
@@ -134,8 +136,15 @@ class Trace:
         self.stop = threading.Event()
         self.reason = None
         self.hits = self.dropped = self.skipped = self.lost = self.errors = 0
-        self.tokens, self.stamp = max(1.0, self.rate), time.monotonic()
+        self.burst = max(1.0, self.rate)  # a full second's worth at once, then the rate
+        self.tokens, self.stamp = self.burst, time.monotonic()
         self.reported = set()  # (location, what) whose error was sent once
+        # Over the rate, a code object's LINE events are switched off until the next token is
+        # due (resume_loop): a hot line then runs uninstrumented between hits instead of
+        # calling us each time (drops while paused are not seen, so "dropped" is a minimum)
+        self.paused = set()
+        self.wake = threading.Event()
+        self.pauses = 0
         self.tool = None
         self.codes = []
         self.wanted = {}  # (code, line) -> location label
@@ -159,11 +168,13 @@ class Trace:
 
     def locate(self, locations):
         files = loaded_files()
-        resolved = []
+        resolved, by_file = [], {}
         for loc in locations:
             path, line = loc["file"], int(loc["line"])
             filename = resolve_file(path, files)
-            codes = code_objects(filename)
+            codes = by_file.get(filename)
+            if codes is None:  # one walk of the heap per file
+                codes = by_file[filename] = code_objects(filename)
             found = codes_for_line(codes, line)
             if not found:
                 near = nearest_lines(codes, line)
@@ -200,8 +211,32 @@ class Trace:
         for c in self.codes:
             mon.set_local_events(self.tool, c, mon.events.LINE)
 
+    def resume_loop(self):
+        """Switch paused code objects' events back on when the next token is due."""
+        while not self.stop.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            if not self.paused:
+                continue
+            due = (1.0 - (self.tokens + (time.monotonic() - self.stamp) * self.rate)) / self.rate
+            if self.stop.wait(max(0.0, due)):
+                return
+            with self.lock:
+                codes, self.paused = self.paused, set()
+                if self.tool is None:
+                    return
+                for c in codes:
+                    try:
+                        sys.monitoring.set_local_events(self.tool, c, sys.monitoring.events.LINE)
+                    except Exception:
+                        pass
+
     def unregister(self):
         """Events off, callback gone, id free: nothing of the trace stays registered."""
+        with self.lock:
+            self._unregister()
+
+    def _unregister(self):
         if self.tool is None:
             return
         mon, tid, self.tool = sys.monitoring, self.tool, None
@@ -214,13 +249,24 @@ class Trace:
         mon.free_tool_id(tid)
 
     # runs in the app's threads: keep it short and never block
-    def on_line(self, code, line):
+    def on_line(self, code, line, _now=time.monotonic, _frame=sys._getframe):
         label = self.wanted.get((code, line))
         if label is None:
             return sys.monitoring.DISABLE  # another line of a traced function: off for good
+        if self.where is None and self.tokens + (_now() - self.stamp) * self.rate < 1.0:
+            self.dropped += 1  # the hot path: over the rate, nothing evaluated
+            if code not in self.paused and self.tool is not None:
+                self.paused.add(code)
+                self.pauses += 1
+                try:
+                    sys.monitoring.set_local_events(self.tool, code, 0)
+                except Exception:
+                    pass
+                self.wake.set()
+            return None
         if self.stop.is_set():
             return None
-        frame = sys._getframe(1)
+        frame = _frame(1)
         while frame is not None and frame.f_code is not code:
             frame = frame.f_back
         if frame is None:
@@ -234,16 +280,15 @@ class Trace:
                     self.error(label, "--where " + self.where_src, e)
                     return None
             with self.lock:
-                now = time.monotonic()
-                self.tokens = min(max(1.0, self.rate),
-                                  self.tokens + (now - self.stamp) * self.rate)
+                now = _now()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
                 if self.tokens < 1.0:
                     self.dropped += 1
                     return None
-                self.tokens -= 1.0
                 if self.max_hits and self.hits >= self.max_hits:
                     return None
+                self.tokens -= 1.0
                 self.hits += 1
                 last = bool(self.max_hits and self.hits >= self.max_hits)
             values = []
@@ -254,7 +299,7 @@ class Trace:
                     values.append([src, None])
                     self.error(label, src, e)
             self.put({"event": "hit", "at": label, "time": time.time(),
-                      "thread": threading.current_thread().name, "values": values})
+                      "thread": threading.current_thread().name[:200], "values": values})
             if last:
                 self.finish("max-hits")
         except Exception:
@@ -311,7 +356,10 @@ class Trace:
             except queue.Empty:
                 ev = None
             if ev is not None:
-                self.chan.send(ev.pop("event"), **ev)
+                self.flush(ev)
+                # batch: one write (and one wake-up of this thread) per BATCH_EVERY at most,
+                # so the app's threads do not hand the GIL over for every hit
+                self.stop.wait(BATCH_EVERY)
             if deadline is not None and time.monotonic() >= deadline:
                 self.finish("for")
             if self.stop.is_set():
@@ -320,17 +368,27 @@ class Trace:
                 next_stats = time.monotonic() + STATS_EVERY
                 self.chan.send("trace-stats", **self.stats())
         self.unregister()
-        while True:  # what was queued before the end
+        self.flush(None)  # what was queued before the end
+
+    def flush(self, first):
+        """``first`` and whatever else is queued, in one write: cheaper per hit at high rates."""
+        evs = [first]
+        while len(evs) < 500:
             try:
-                ev = self.q.get_nowait()
+                evs.append(self.q.get_nowait())
             except queue.Empty:
                 break
-            if ev is not None:
-                self.chan.send(ev.pop("event"), **ev)
+        data = "".join(json.dumps(e) + "\n" for e in evs if e is not None).encode()
+        if data:
+            with self.chan.lock:
+                try:
+                    self.chan.sock.sendall(data)
+                except OSError:
+                    pass  # the CLI is gone: the watcher ends the trace
 
     def stats(self):
         return {"hits": self.hits, "dropped": self.dropped, "lost": self.lost,
-                "errors": self.errors}
+                "errors": self.errors, "paused": self.pauses}
 
 
 def run(chan, params):
@@ -354,6 +412,9 @@ def run(chan, params):
     chan.send("tracing", pid=os.getpid(), tool_id=t.tool, locations=resolved)
     watcher = threading.Thread(target=t.watch, name="kubectl-wand-trace-watch", daemon=True)
     watcher.start()
+    resumer = threading.Thread(target=t.resume_loop, name="kubectl-wand-trace-resume",
+                               daemon=True)
+    resumer.start()
     try:
         t.send_loop()
     finally:
@@ -364,4 +425,5 @@ def run(chan, params):
         except OSError:
             pass
         watcher.join(5)
+        resumer.join(5)
         chan.close()

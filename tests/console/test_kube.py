@@ -1,12 +1,13 @@
-"""`shell` and `pdb` through Kubernetes (the kubectl stand-in: pods are containers, the
-helper is an ephemeral container reached with `kubectl exec -i`), driven at a terminal."""
+"""`shell` and `pdb` through Kubernetes: the real kubectl against the test API (pods are
+containers; the helper is an ephemeral container reached with `kubectl exec -i`, over both
+transports), driven at a terminal."""
 
 import os
 import subprocess
 
 from tests.conftest import WAND, poll
 from tests.console.common import APPS, pexpect
-from tests.kube.conftest import cluster, standin_ready, wand  # noqa: F401 (fixtures)
+from tests.kube.conftest import bed_ready, cluster, wand  # noqa: F401 (fixtures)
 
 PLAIN = (APPS / "plainapp.py").read_text()
 

@@ -61,7 +61,8 @@ def test_wheel_contents(installed):
     assert "kubectl-wand = kubectl_wand.cli:main" in eps
     assert "kubectl_complete-wand = kubectl_wand.completion:main" in eps
     assert any(n.endswith(".dist-info/LICENSE") or "/licenses/LICENSE" in n for n in names)
-    for module in ("kubectl_wand/payload/agent.py", "kubectl_wand/payload/injector.py",
+    for module in ("kubectl_wand/payload/agent.py", "kubectl_wand/payload/injector/stages.py",
+                   "kubectl_wand/payload/binaries.py",
                    "kubectl_wand/completion.py", "kubectl_wand/editors.py"):
         assert module in names
     assert installed["wheel"].name.startswith(f"kubectl_wand-{__version__}-py3-none-any")

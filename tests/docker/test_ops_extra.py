@@ -170,6 +170,7 @@ def test_validate_healthy_and_each_blocking_condition(app):
         assert "✗ attach would fail" in cp.stdout
     cp = wand("validate", "docker/wand-test-does-not-exist")
     assert cp.returncode == 1 and "✗ docker/wand-test-does-not-exist" in cp.stdout
-    # by host PID (this host's own rules: we run as root here)
+    # by host PID: a containerised process is the container's to serve, and validate says so
     cp = wand("validate", f"pid/{host_pid(ok)}")
-    assert cp.returncode == 0 and "✓ ptrace: CAP_SYS_PTRACE" in cp.stdout, cp.stdout
+    assert cp.returncode == 1 and "✓ ptrace: CAP_SYS_PTRACE" in cp.stdout, cp.stdout
+    assert "✗ helper interpreter: runs in a container" in cp.stdout and "docker/" in cp.stdout

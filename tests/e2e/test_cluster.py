@@ -5,7 +5,8 @@
 
 Creates a namespace `wand-e2e-<random>` with a 3-replica Deployment (image WAND_E2E_IMAGE,
 default python:3.14-slim, running the demo app written at start-up) and a Service, runs the
-same journeys as the stand-in suite, and deletes the namespace at the end.
+same journeys as tests/kube (which use the real kubectl against a local API emulation), and
+deletes the namespace at the end.
 """
 
 import json
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-from kubectl_wand.cli.demo import APP, APP_PATH, BREAK_LINE, WRITE_APP
+from kubectl_wand.engine.demo import APP, APP_PATH, BREAK_LINE, WRITE_APP
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, wait_for_line
 

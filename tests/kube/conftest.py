@@ -1,8 +1,12 @@
-"""Fixtures for tests that run the code under test against the kubectl stand-in.
+"""Fixtures for tests that run the code under test through the REAL kubectl against the test
+API server (tests/kube/apiserver), whose pods are Docker containers.
 
-    def test_x(cluster):                 # a fresh fake cluster per test (its containers removed after)
+    def test_x(cluster):                 # a fresh cluster per test (its containers removed after)
         d = cluster.deployment("web", ready_line="READY")
-        subprocess.run([...], env=cluster.env)   # `kubectl` on PATH is tests/kube/standin/kubectl
+        subprocess.run([...], env=cluster.env)   # real kubectl on PATH, KUBECONFIG -> the test API
+
+`cluster` runs each test over both kubectl transports (websocket, SPDY) with one kubectl
+version ($WAND_TEST_KUBECTL, default 1.32); `-m kube_matrix` tests run every version found.
 
 `cluster_module` is the same, shared by the tests of one module (cheaper: create pods once).
 Skips (or fails, with WAND_REQUIRE_DOCKER=1) when Docker or the bed image is missing.
@@ -14,14 +18,13 @@ import subprocess
 import pytest
 
 from tests.conftest import WAND
-from tests.kube.argv_check import check_argv
-from tests.kube.standin.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
+from tests.kube.apiserver.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
 
 _reason = []
 
 
-def standin_unavailable():
-    """Why the stand-in can't run here, or None."""
+def bed_unavailable():
+    """Why the test cluster can't run here, or None."""
     if not _reason:
         if not shutil.which("docker"):
             why = "docker CLI not installed (bash tests/bed/setup.sh installs it)"
@@ -36,17 +39,17 @@ def standin_unavailable():
 
 
 @pytest.fixture(scope="session")
-def standin_ready():
-    why = standin_unavailable()
+def bed_ready():
+    why = bed_unavailable()
     if why:
         if os.environ.get("WAND_REQUIRE_DOCKER"):
-            pytest.fail("kubectl stand-in unavailable: " + why)
-        pytest.skip("kubectl stand-in unavailable: " + why)
+            pytest.fail("test cluster unavailable: " + why)
+        pytest.skip("test cluster unavailable: " + why)
 
 
-@pytest.fixture
-def cluster(tmp_path, standin_ready):
-    c = Cluster(tmp_path / "standin")
+@pytest.fixture(params=["websocket", "spdy"])
+def cluster(request, tmp_path, bed_ready):
+    c = Cluster(tmp_path / "cluster", transport=request.param)
     try:
         yield c
     finally:
@@ -54,8 +57,8 @@ def cluster(tmp_path, standin_ready):
 
 
 @pytest.fixture(scope="module")
-def cluster_module(tmp_path_factory, standin_ready):
-    c = Cluster(tmp_path_factory.mktemp("standin"))
+def cluster_module(tmp_path_factory, bed_ready):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield c
     finally:
@@ -63,22 +66,35 @@ def cluster_module(tmp_path_factory, standin_ready):
 
 
 def wand(cluster, *args, timeout=120, env=None):
-    """The real CLI with the stand-in first on PATH."""
+    """The real CLI with a real kubectl first on PATH and KUBECONFIG on the test API."""
     return subprocess.run([WAND, *args], env=dict(cluster.env, **(env or {})),
                           capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
 def checked(cluster):
-    """The cluster, plus a check that every kubectl call the plugin made is a real one."""
+    """The cluster; the real kubectl checks its own flags (kept for the tests' wording)."""
     yield cluster
-    problems = []
-    for argv in cluster.argv_log():
-        problems += check_argv(argv)
-    assert problems == [], problems
 
 
-def helpers_of(cluster, pod):
-    """kubectl-wand's ephemeral helper containers in a pod."""
-    st = cluster.get_pod(pod)["status"].get("ephemeralContainerStatuses", [])
-    return [s["name"] for s in st if s["name"].startswith("kubectl-wand-")]
+def api_calls(cluster, sub, pod=None, method=None):
+    """API requests to pods/<sub> (e.g. "exec", "ephemeralcontainers"), of one pod if given."""
+    return [r for r in cluster.requests() if r["path"].endswith("/" + sub)
+            and (pod is None or "/pods/%s/" % pod in r["path"]) and (method is None or r["method"] == method)]
+
+
+def k8s(cluster):
+    """The official `kubernetes` client on this cluster: the independent oracle for what the
+    plugin did (never through the plugin's own kubectl path)."""
+    api = getattr(cluster, "_k8s", None)
+    if api is None:
+        from kubernetes import client, config
+
+        api = cluster._k8s = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+    return api
+
+
+def helpers_of(cluster, pod, ns="default"):
+    """kubectl-wand's ephemeral helper containers in a pod (read with the kubernetes client)."""
+    st = k8s(cluster).read_namespaced_pod(pod, ns).status.ephemeral_container_statuses or []
+    return [s.name for s in st if s.name.startswith("kubectl-wand-")]

@@ -1,18 +1,21 @@
-"""The user's Kubernetes journeys, end to end through the kubectl stand-in (pods = containers).
+"""The user's Kubernetes journeys, end to end through the real kubectl against the test API
+server (tests/kube/apiserver; pods = Docker containers), over both kubectl transports.
 
-The plugin runs unchanged: it finds `kubectl` on PATH. Every kubectl argv it emits is checked
-against the real kubectl client's flags at the end of each test.
+The plugin runs unchanged: it finds `kubectl` on PATH.
 """
 
 import json
+import os
+import re
 import signal
+import sys
 import subprocess
 
 import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import helpers_of, wand
+from tests.kube.conftest import api_calls, bed_ready, helpers_of, k8s, wand  # noqa: F401
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -65,6 +68,17 @@ def test_attach_deployment_breakpoint_then_pod_replaced(checked):
         assert req.communicate(timeout=30)[0].startswith("hello /k8s")
         dap.close()
         assert len(helpers_of(c, d.pod)) == 1
+        # the oracle (kubernetes client): one helper with SYS_PTRACE running as root; the app
+        # container untouched
+        pod = k8s(c).read_namespaced_pod(d.pod, "default")
+        (eph,) = pod.spec.ephemeral_containers
+        assert eph.image == "wand-bed/py314:latest" and eph.target_container_name == "app"
+        assert eph.security_context.capabilities.add == ["SYS_PTRACE"]
+        if c.kubectl_version >= (1, 31):  # --custom: root in the helper only
+            assert eph.security_context.run_as_user == 0
+        assert [(x.name, x.image, x.command, x.security_context.run_as_user) for x in pod.spec.containers] \
+            == [("app", "wand-bed/py314:latest", ["python3", "/app/http_app.py"], 1000)]
+        assert [s.restart_count for s in pod.status.container_statuses] == [0]
         # Rollout: the pod goes away, the plugin follows to the replacement, same local port.
         new_pod = c.replace_pod(d.pod, ready_line="READY")
         again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
@@ -103,9 +117,10 @@ def test_exec_on_service_reuses_one_helper(checked):
         assert cp.returncode == 0, cp.stderr
         assert cp.stdout == f"run {i}\n"
     assert len(helpers_of(c, d.pod)) == 1  # ephemeral containers are forever: reuse them
-    debug_calls = [a for a in c.argv_log() if "debug" in a]
-    assert len(debug_calls) == 1
-    assert "--profile=general" in debug_calls[0]
+    patches = api_calls(c, "ephemeralcontainers", d.pod, "PATCH")
+    assert len(patches) == 1
+    spec = c.get_pod(d.pod)["spec"]["ephemeralContainers"][0]
+    assert spec["securityContext"]["capabilities"]["add"] == ["SYS_PTRACE"]  # --profile=general
     assert http_get(c, d.pod).stdout.startswith("hello")
 
 
@@ -151,7 +166,8 @@ def test_kubernetes_failures_read_well(checked, case):
 
 
 @pytest.mark.parametrize("case", ["no-kubectl", "kubectl-old", "unknown-namespace",
-                                  "no-ready-pods", "rbac-portforward"])
+                                  "no-ready-pods", "rbac-portforward", "unreachable",
+                                  "custom-hidden"])
 def test_more_kubernetes_failures(checked, case):
     c = checked
     env, args = {}, ["exec", "deploy/app", "-c", "print(1)"]
@@ -162,17 +178,36 @@ def test_more_kubernetes_failures(checked, case):
     else:
         d = c.deployment("app", ready_line="READY")
     if case == "no-kubectl":
-        import os
-        import sys
-
         env = {"PATH": os.path.dirname(sys.executable)}
         expect = ["kubectl not found on PATH"]
     elif case == "kubectl-old":
-        env = {"WAND_STANDIN_VERSION": "v1.26.3"}
+        # no kubectl < 1.27 is installed here: a wrapper reports 1.26 and runs the real one
+        old = c.dir + "/old-kubectl"
+        os.makedirs(old, exist_ok=True)
+        with open(old + "/kubectl", "w") as f:
+            f.write('#!/bin/sh\ncase "$*" in *"version --client"*) echo \'{"clientVersion": '
+                    '{"major": "1", "minor": "26", "gitVersion": "v1.26.3"}}\'; exit 0;; esac\n'
+                    'exec %s "$@"\n' % c.kubectl)
+        os.chmod(old + "/kubectl", 0o755)
+        env = {"PATH": old + os.pathsep + c.env["PATH"]}
         expect = ["too old", "1.27"]
     elif case == "unknown-namespace":
         args += ["-n", "nope"]
-        expect = ['"app" not found', "namespace nope"]
+        # newer kubectl look the namespace up after a NotFound and name it instead
+        expect = [('"app" not found', 'namespaces "nope" not found'), "namespace nope"]
+    elif case == "unreachable":
+        dead = c.dir + "/dead.kubeconfig"
+        with open(c.kubeconfig) as f, open(dead, "w") as g:
+            g.write(f.read().replace(":%d'" % c.port, ":1'"))
+        args += ["--kubeconfig", dead]
+        expect = ["cannot reach the cluster: The connection to the server 127.0.0.1:1 was refused",
+                  "kubectl cluster-info"]
+    elif case == "custom-hidden":
+        # kubectl 1.31 hides `debug --custom` under KUBECTL_DEBUG_CUSTOM_PROFILE=false
+        if c.kubectl_version < (1, 31) or c.kubectl_version >= (1, 32):
+            pytest.skip("only kubectl 1.31 has the switch")
+        env = {"KUBECTL_DEBUG_CUSTOM_PROFILE": "false"}
+        expect = ["KUBECTL_DEBUG_CUSTOM_PROFILE=false", "unset KUBECTL_DEBUG_CUSTOM_PROFILE"]
     elif case == "rbac-portforward":
         c.forbid("pods/portforward")
         args = ["attach", "deploy/app", "--local-port", "0", "-o", "json"]
@@ -180,8 +215,9 @@ def test_more_kubernetes_failures(checked, case):
     cp = wand(c, *args, env=env)
     assert cp.returncode == 1, (cp.stdout, cp.stderr)
     for text in expect:
-        assert text in cp.stderr, cp.stderr
+        assert any(t in cp.stderr for t in ((text,) if isinstance(text, str) else text)), cp.stderr
     assert "Traceback" not in cp.stderr
+    assert not re.search(r"^[EWI]\d{4} ", cp.stderr, re.M)  # no raw klog lines
     if case == "rbac-portforward":
         # the failed attach detached again: no debug server left listening in the pod
         tcp = subprocess.run(["docker", "exec", c.docker_name(d.pod), "cat", "/proc/net/tcp"],
@@ -199,3 +235,63 @@ def test_ps_knative_service_and_all_namespaces(checked):
     cp = wand(c, "ps", "-A")
     assert cp.returncode == 0, cp.stderr
     assert "team-b" in cp.stdout and k.pods[0] in cp.stdout
+
+
+DISPATCHER = "/usr/bin/kubectl"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/lib/google-cloud-sdk/bin/kubectl.1.28"),
+                    reason="gcloud's kubectl dispatcher and its 1.28 binary are not installed")
+def test_gcloud_dispatcher_runs_the_servers_version(tmp_path, bed_ready):
+    """gcloud's /usr/bin/kubectl picks its binary by the server's version (1.28 here, which has
+    no `debug --custom`): the plugin must ask that same binary for its version, i.e. with the
+    user's --kubeconfig, not the dispatcher's own default."""
+    from tests.kube.apiserver.cluster import Cluster
+
+    c = Cluster(tmp_path / "cluster", server_version="v1.28.9")
+    try:
+        c.deployment("app", ready_line="READY")
+        bindir = tmp_path / "dispatcher"
+        bindir.mkdir()
+        (bindir / "kubectl").symlink_to(DISPATCHER)
+        env = dict(c.env, PATH=str(bindir) + os.pathsep + os.environ["PATH"])
+        env.pop("KUBECONFIG")
+        cp = subprocess.run([WAND, "exec", "deploy/app", "--kubeconfig", c.kubeconfig, "-c",
+                             "import sys; print(sys.version_info[:2])"],
+                            env=env, capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == "(3, 14)\n"
+        assert "--custom" not in cp.stderr
+    finally:
+        c.close()
+
+
+def test_attach_follows_a_pod_deleted_with_kubectl(cluster, tmp_path):
+    """`kubectl create -f` a Deployment, attach, `kubectl delete pod`: the API's ReplicaSet
+    controller makes a replacement and attach follows it on the same local port."""
+    from tests.kube.test_apiserver import MANIFEST
+
+    c = cluster
+    if c.transport != "websocket":
+        pytest.skip("one transport is enough here (port-forward over SPDY: the journey above)")
+    (tmp_path / "d.yaml").write_text(MANIFEST.replace("replicas: 2", "replicas: 1"))
+    assert c.run("create", "-f", tmp_path / "d.yaml").returncode == 0
+    assert c.run("rollout", "status", "deploy/made", "--timeout=60s", timeout=90).returncode == 0
+    (old,) = c.pods(selector="app=made")
+    c.wait_pod_ready(old, ready_line="READY")
+    p = subprocess.Popen([WAND, "attach", "deploy/made", "--local-port", "0", "-o", "json"],
+                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
+        assert ready["target"] == f"pod/{old}"
+        assert c.run("delete", "pod", old, "--wait=false").returncode == 0
+        again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
+        assert again["reattach"] is True and again["target"] != ready["target"]
+        assert again["port"] == ready["port"]
+        dap = DAPClient("127.0.0.1", again["port"])
+        assert dap.request("initialize", adapterID="debugpy", clientID="wand-test")["success"]
+        dap.close()
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=60)
+    assert rc == 0, p.stderr.read()

@@ -1,11 +1,10 @@
-"""exec --all, loglevel, stacks and validate on Kubernetes targets, through the kubectl
-stand-in (pods = containers). Every kubectl argv the plugin emits is checked against the real
-client's flags at the end of each test."""
+"""exec --all, loglevel, stacks and validate on Kubernetes targets, through the real kubectl
+against the test API server (pods = containers)."""
 
 import json
 import re
 from tests.conftest import LOG_TICKER, poll
-from tests.kube.conftest import helpers_of, wand
+from tests.kube.conftest import api_calls, helpers_of, wand
 
 TICKER = LOG_TICKER
 
@@ -54,7 +53,7 @@ def test_exec_all_replicas_all_processes_one_kubectl_exec_per_pod(checked):
     argv = ["exec", "deploy/trio", "--all", "--all-processes", "-o", "json", "-c",
             "import os\nprint(os.getpid(), os.getppid())"]
     assert wand(c, *argv).returncode == 0  # adds the helpers
-    c.clear_argv_log()
+    c.clear_requests()
     cp = wand(c, *argv)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     out = json.loads(cp.stdout)
@@ -66,7 +65,7 @@ def test_exec_all_replicas_all_processes_one_kubectl_exec_per_pod(checked):
         parents = {int(r["stdout"].split()[1]) for r in res if r["pid"] != min(x["pid"] for x in res)}
         assert parents == {min(r["pid"] for r in res)}
         # the three processes of a pod shared one `kubectl exec` into its helper
-        execs = [a for a in c.argv_log() if "exec" in a and p in a]
+        execs = api_calls(c, "exec", p)
         assert len(execs) == 1, execs
 
 

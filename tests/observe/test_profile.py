@@ -98,3 +98,49 @@ def test_profile_all_processes_merged_and_split(app, tmp_path):
     # merged first, then one profile per process
     assert [p["name"] for p in doc["profiles"]][0] == "all processes"
     assert len(doc["profiles"]) == 4
+
+
+def test_async_task_stacks(app, tmp_path):
+    c = app("sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app --host 127.0.0.1 "
+            "--port 8001", ready="Uvicorn running")
+    out = tmp_path / "p.txt"
+    cp = wand("profile", f"docker/{c.name}", "--async", "--duration", "1s", "-o", str(out),
+              "--top", "0", timeout=90)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    tasks = [s for s in out.read_text().splitlines() if s.startswith("[asyncio tasks];")]
+    # uvicorn's main loop task, waiting in asyncio.sleep, root first
+    assert any("Server.serve (" in s and s.rsplit(" ", 1)[0].endswith(
+        "sleep (/usr/lib/python3.14/asyncio/tasks.py)") for s in tasks), tasks
+    cp = wand("profile", f"docker/{c.name}", "--async", "--duration", "1s", "--threads",
+              "main", timeout=90)
+    assert cp.returncode == 0
+    c2 = app("python3", "/app/busy.py")
+    cp = wand("profile", f"docker/{c2.name}", "--async", "--duration", "1s", timeout=90)
+    assert cp.returncode == 1 and "asyncio is not in use" in cp.stderr, cp.stderr
+
+
+def test_ctrl_c_ends_early_and_keeps_the_samples(app):
+    import signal
+    import subprocess
+
+    from tests.conftest import WAND
+
+    c = app(*BUSY)
+    p = subprocess.Popen([WAND, "profile", f"docker/{c.name}", "--duration", "10m", "--top",
+                          "1", "--rate", "200"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    # the helper reports its progress once a second: sampling has begun
+    err = []
+    for line in p.stderr:
+        err.append(line)
+        if ": sampling" in line:
+            break
+    try:
+        p.send_signal(signal.SIGINT)
+        out, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, "".join(err) + rest
+    assert out.splitlines()[1].split()[4] == "work"
+    assert "(stopped early)" in rest

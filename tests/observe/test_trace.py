@@ -221,3 +221,27 @@ def test_trace_all_processes_of_a_server(app):
     assert "no loaded module's file matches" in summaries[1]["error"]["message"]
     assert all(s["ok"] and s["hits"] >= 1 for p, s in summaries.items() if p != 1)
     assert_clean(c)
+
+
+def test_no_free_tool_id_is_an_error_that_names_the_holders(app):
+    c = app(*HTTP)
+    take = "import sys\nfor i in (3, 4, 5):\n    sys.monitoring.use_tool_id(i, f'other-tool-{i}')\n"
+    assert wand("exec", f"docker/{c.name}", "-q", "-c", take).returncode == 0
+    cp = wand("trace", f"docker/{c.name}", f"http_app.py:{LINE}", "path")
+    assert cp.returncode == 1
+    assert "no free sys.monitoring tool id for the trace (3: other-tool-3, 4: other-tool-4, " \
+           "5: other-tool-5)" in cp.stderr, cp.stderr
+    assert "end another trace" in cp.stderr
+    # ids 0-2 were left alone, and nothing of the failed trace stays
+    tools, threads = leftovers(c)
+    assert tools == [None, None, None, "other-tool-3", "other-tool-4", "other-tool-5"]
+    assert threads == []
+    # one id back: the trace takes it and gives it back at the end
+    free = "import sys\nsys.monitoring.free_tool_id(4)\n"
+    assert wand("exec", f"docker/{c.name}", "-q", "-c", free).returncode == 0
+    t = Traced(f"docker/{c.name}", f"http_app.py:{LINE}", "path", "--max-hits", "1")
+    assert t.next("tracing")["tool_id"] == 4
+    c.get(8000, "/x")
+    events, err = t.rest()
+    assert t.proc.returncode == 0, err
+    assert leftovers(c)[0] == [None, None, None, "other-tool-3", None, "other-tool-5"]

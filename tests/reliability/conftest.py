@@ -1,5 +1,5 @@
 """Shared pieces of the reliability suite: test apps mounted into targets, finding processes
-inside a target, and the stand-in's forward processes."""
+inside a target, and kubectl's forward processes."""
 
 import json
 import time

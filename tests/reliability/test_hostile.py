@@ -16,14 +16,16 @@ import time
 import pytest
 
 from kubectl_wand.dap import DAPClient
-from tests.conftest import ROOT, WAND, Attached, wand
+from tests.conftest import WAND, Attached, wand
 from tests.reliability.conftest import MOUNT
 
 HOSTILE = ("python3", "/srv/hostile.py")
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
-RSS_WRAPPER = ("import atexit, resource, sys\n"
-               "atexit.register(lambda: sys.stderr.write('MAXRSS_KB=%d\\n' % "
-               "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+SPINNER = re.compile(r"\r\x1b\[K")  # progress.py clears its line so
+# VmHWM, not getrusage's ru_maxrss: that one keeps the peak of the forked parent across exec
+RSS_WRAPPER = ("import atexit, re, sys\n"
+               "atexit.register(lambda: sys.stderr.write('MAXRSS_KB=%s\\n' % re.search("
+               "r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)))\n"
                "sys.argv[0] = 'kubectl-wand'\n"
                "from kubectl_wand.cli import main\n"
                "main()\n")
@@ -31,9 +33,9 @@ RSS_WRAPPER = ("import atexit, resource, sys\n"
 
 def wand_rss(*args, timeout=120):
     """The CLI run in a process of its own that reports its peak RSS (its own, not that of
-    the docker/kubectl processes it starts): (CompletedProcess, KiB)."""
+    the docker/kubectl processes it starts, nor of this one): (CompletedProcess, KiB)."""
     cp = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *args], capture_output=True,
-                        text=True, timeout=timeout, cwd=str(ROOT))
+                        text=True, timeout=timeout, cwd="/")  # import the installed CLI
     m = re.search(r"MAXRSS_KB=(\d+)", cp.stderr)
     assert m, cp.stderr[-2000:]
     return cp, int(m.group(1))
@@ -72,8 +74,8 @@ def wand_tty(*args, timeout=60):
 
 def assert_inert(text):
     """No control character reaches the terminal but newlines, tabs, CRs of CRLF (the pty
-    adds them) and colour sequences (SGR)."""
-    rest = SGR.sub("", text).replace("\r\n", "\n")
+    adds them), colour sequences (SGR) and our own spinner's line clearing."""
+    rest = SGR.sub("", SPINNER.sub("", text)).replace("\r\n", "\n")
     bad = [c for c in rest if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0
            or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
     assert not bad, (bad[:10], rest[-3000:])
@@ -96,6 +98,13 @@ def test_ps_shows_hostile_argv_escaped(hostile):
     procs = json.loads(cp.stdout)[0]["processes"]
     assert procs[0]["argv"][-2:] == ["\x1b]0;ARGV\x07", "\x1b[2Jcleared"]
     assert "\x1b" not in cp.stdout
+
+
+def test_validate_quotes_the_process_escaped(hostile):
+    cp = wand("validate", f"docker/{hostile.name}")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "\\x1b]0;ARGV\\x07" in cp.stdout and "attach would work" in cp.stdout
+    assert "\x1b" not in cp.stdout + cp.stderr
 
 
 def test_stacks_show_hostile_thread_function_file_and_task_names_escaped(hostile):
@@ -135,6 +144,14 @@ def test_exec_output_on_a_terminal_keeps_text_and_colours_only(hostile):
     assert cp.returncode == 0 and cp.stdout == "\x1b[2Jx\n", cp
 
 
+def test_a_forged_result_does_not_reach_the_terminal(hostile):
+    cp = wand("exec", f"docker/{hostile.name}", "-c", "print('BAD-STATUS')")
+    assert cp.returncode == 1 and "reported no result" in cp.stderr, cp
+    assert "\x1b" not in cp.stdout + cp.stderr, cp.stderr
+    cp = wand("exec", f"docker/{hostile.name}", "-c", "import sys; sys.exit(3)")
+    assert cp.returncode == 3, cp.stderr  # a real exit status still is one
+
+
 def test_loglevel_shows_the_targets_level_names_escaped(hostile):
     cp = wand("loglevel", f"docker/{hostile.name}", "WARNING")
     assert cp.returncode == 0, cp.stderr
@@ -153,15 +170,19 @@ def test_exec_flood_costs_at_most_max_output(flooder):
     assert base.returncode == 0 and base.stdout == "hi\n", base.stderr
     # the target sends 100 MiB of output events past its agent's cap (before: all of it
     # written, and the CLI held it all: 432 MB RSS for 400 MiB)
+    t0 = time.monotonic()
     cp, kb = wand_rss("exec", target, "--max-output", "1000", "-c", "print('FLOOD-ME')")
-    assert cp.returncode == 0, cp.stderr[-2000:]
+    took = time.monotonic() - t0
+    assert cp.returncode == 1, cp.stderr[-2000:]
     assert len(cp.stdout) <= 1000 and "FFFF" in cp.stdout, cp.stdout[:200]
-    assert "output truncated at 1000 characters" in cp.stderr
+    assert "past --max-output (1000)" in cp.stderr and "hint: " in cp.stderr, cp.stderr
+    assert took < 20, took  # before: 400 MiB drained for 10-30 s
     print("peak RSS KiB: legitimate", base_kb, "flood", kb)
     assert kb < base_kb + 8 * 1024, (kb, base_kb)
-    cp = wand("exec", target, "-o", "json", "--max-output", "5000", "-c", "print('FLOOD-ME')")
-    res = json.loads(cp.stdout)
-    assert res["truncated"] and len(res["stdout"]) <= 5000
+    # a legitimate large output is cut by the agent, with the usual note
+    cp = wand("exec", target, "--max-output", "5000", "-c", "print('y' * 100_000)")
+    assert cp.returncode == 0 and cp.stdout == "y" * 5000, cp.stderr
+    assert "output truncated at 5000 characters" in cp.stderr
     # the legitimate use in the same target
     cp = wand("exec", target, "-c", "print('ok')")
     assert cp.returncode == 0 and cp.stdout == "ok\n", cp.stderr

@@ -1,4 +1,4 @@
-"""Faults on a Kubernetes target, through the kubectl stand-in (pods are Docker containers):
+"""Faults on a Kubernetes target, through the real kubectl against the test API (pods are Docker containers):
 `kubectl port-forward` killed mid-session (restarted on the same local port), and the CLI
 killed with SIGKILL while forwarding (no `kubectl port-forward` may survive it: the forward
 dies with the CLI, the injector in the ephemeral helper detaches and cleans up)."""
@@ -12,7 +12,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import IMAGE, WAND, Container, host_processes, wait_for_line
-from tests.kube.conftest import cluster_module, standin_ready  # noqa: F401 (fixtures)
+from tests.kube.conftest import cluster_module, bed_ready  # noqa: F401 (fixtures)
 from tests.reliability.conftest import poll
 
 

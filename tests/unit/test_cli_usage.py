@@ -123,3 +123,24 @@ def test_console_script_exit_status():
     p = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0
     assert p.stdout.startswith("Usage: kubectl wand ")
+
+
+def test_every_error_code_in_the_code_is_one_of_the_enum():
+    """Error codes are one vocabulary (errors.Code): every literal code the CLI, the injector
+    or the agent raises or emits is a member."""
+    import re
+    from pathlib import Path
+
+    from kubectl_wand.errors import Code
+
+    root = Path(__file__).resolve().parents[2] / "kubectl_wand"
+    pats = [r'code="([a-z0-9-]+)"', r'Fail\(\s*"([a-z0-9-]+)"', r'"code": "([a-z0-9-]+)"',
+            r'return \("([a-z0-9-]+)", ']
+    found = {}
+    for f in root.rglob("*.py"):
+        for pat in pats:
+            for m in re.finditer(pat, f.read_text()):
+                found.setdefault(m.group(1), str(f.relative_to(root)))
+    unknown = {c: f for c, f in found.items() if c not in {m.value for m in Code}}
+    assert not unknown, unknown
+    assert len(found) > 40

@@ -66,7 +66,7 @@ def test_terminal_text_is_escaped():
     s = safe(HOSTILE)
     assert "\x1b" not in s and "\x07" not in s and "\x00" not in s and "\ud800" not in s
     assert "\\x1b]0;pwned\\x07" in s
-    assert len(safe("y" * 10000, 100)) == 101
+    assert safe("y" * 10000, 100).startswith("y" * 100 + "…")
     line = hit_line("", {"time": 0, "at": "/app/" + HOSTILE + ".py:3", "thread": HOSTILE,
                          "values": [[HOSTILE, HOSTILE + "\nnext"]]})
     assert "\x1b" not in line and "\n" not in line

@@ -223,7 +223,8 @@ def relay(conn, pid, start, timeout, on_event=None):
                     time.sleep(0.05)
             return last
         buf += chunk
-        if len(buf) > MAX_LINE and b"\n" not in buf:  # the agent never sends such a line
+        # what is left of buf holds no newline: the new chunk alone says if one came
+        if len(buf) > MAX_LINE and b"\n" not in chunk:  # the agent never sends such a line
             raise Fail("too-large", "the target sent a line over %d MiB instead of an event; "
                        "stopped reading it" % (MAX_LINE >> 20), "check the target process")
         while b"\n" in buf:

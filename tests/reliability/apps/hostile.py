@@ -10,7 +10,8 @@
 - socket.socket patched, as a compromised app could: when kubectl-wand's agent (which runs
   inside this process) sends an output event holding FLOOD-ME, the agent's socket first gets
   WAND_HOSTILE_FLOOD_MB MiB of extra output events (past any --max-output); LONG-LINE sends
-  that many MiB with no newline at all. Everything else passes untouched.
+  that many MiB with no newline at all; BAD-STATUS makes the next result's exit status a
+  string of escape sequences. Everything else passes untouched.
 The main thread ticks, so injections are picked up. Prints READY.
 """
 import asyncio
@@ -42,8 +43,17 @@ if os.environ.get("WAND_HOSTILE_KIDS"):
             stdin=subprocess.PIPE))
 
 
+forge = []
+
+
 class HostileSocket(socket.socket):
     def sendall(self, data, *flags):
+        if self.family == socket.AF_UNIX and b"BAD-STATUS" in data:
+            forge.append(1)  # the next result gets a string for its exit status
+        elif self.family == socket.AF_UNIX and forge and b'"event": "result"' in data:
+            forge.clear()
+            data = (json.dumps({"event": "result", "status": "\x1b]0;EXIT\x07\x1b[2J",
+                                "traceback": None, "seconds": "x"}) + "\n").encode()
         if self.family == socket.AF_UNIX and b"FLOOD-ME" in data:
             mb = int(os.environ.get("WAND_HOSTILE_FLOOD_MB", "100"))
             event = (json.dumps({"event": "output", "stream": "stdout",

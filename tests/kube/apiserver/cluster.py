@@ -1,12 +1,13 @@
-"""Test-side API of the kubectl stand-in: build a fake cluster whose pods are Docker containers.
+"""Test-side API of the test cluster: its API server (server.py, a child process) for the real
+kubectl, and its objects, whose pods are Docker containers.
 
-    from standin.cluster import Cluster          # tests/kube is on sys.path (see tests/kube/conftest.py)
+    from tests.kube.apiserver.cluster import Cluster
 
     c = Cluster(tmp_path)                        # state file + env for subprocesses
     d = c.deployment("web")                      # Deployment -> ReplicaSet -> Pod "web-<hash>-<5>"
     c.wait_pod_ready(d.pod, ready_line="READY")  # real signals: containers running, line in the logs
-    subprocess.run(["kubectl-wand", ...], env=c.env)   # `kubectl` on PATH is the stand-in
-    c.argv_log()                                 # every kubectl argv the code under test used
+    subprocess.run(["kubectl-wand", ...], env=c.env)   # `kubectl` on PATH: a real one, KUBECONFIG: the test API
+    c.requests()                                 # every API request the real kubectl made
     c.close()                                    # removes every container (ephemeral ones too)
 
 Default pod container: name "app", image wand-bed/py314:latest, `python3 /app/http_app.py`
@@ -23,10 +24,11 @@ import sys
 import time
 import uuid
 
-from . import standin_core as core
+from tests.kube.apiserver import model as core
 
-STANDIN_DIR = os.path.dirname(os.path.abspath(__file__))
-KUBECTL = os.path.join(STANDIN_DIR, "kubectl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+from tests.kube.apiserver.kubectls import TRANSPORTS, kubectl_binary, kubectl_versions  # noqa: E402,F401
+
 DEFAULT_IMAGE = core.DEFAULT_IMAGE
 DEFAULT_CONTAINER = {"name": "app", "command": ["python3", "/app/http_app.py"], "user": 1000}
 
@@ -62,12 +64,13 @@ def image_available(image=DEFAULT_IMAGE):
 
 
 class Cluster:
-    def __init__(self, tmpdir, image=DEFAULT_IMAGE, client_version=None, server_version=None, user=None):
+    def __init__(self, tmpdir, image=DEFAULT_IMAGE, client_version=None, server_version=None, user=None,
+                 transport=None, serve=True):
         self.dir = os.path.abspath(str(tmpdir))
         os.makedirs(self.dir, exist_ok=True)
         self.image = image
-        self.state_path = os.path.join(self.dir, "standin-state.json")
-        self.log_path = os.path.join(self.dir, "kubectl-argv.jsonl")
+        self.state_path = os.path.join(self.dir, "cluster-state.json")
+        self.requests_path = os.path.join(self.dir, "api-requests.jsonl")
         st = core.new_state(self.state_path)
         now = core.now_rfc3339()
         for n in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -79,28 +82,46 @@ class Cluster:
         with open(self.state_path, "w") as f:
             json.dump(st, f, indent=1, sort_keys=True)
         self.id = st["id"]
-        open(self.log_path, "a").close()
-        # a kubeconfig that names the same context, so a stray real kubectl can't reach anything
+        open(self.requests_path, "a").close()
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
-        with open(self.kubeconfig, "w") as f:
-            f.write("apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://127.0.0.1:1'}\n  name: standin\n"
-                    "contexts:\n- context: {cluster: standin, user: standin-user, namespace: default}\n  name: standin\n"
-                    "current-context: standin\nusers:\n- name: standin-user\n  user: {token: standin}\n")
+        self.server = None
         env = dict(os.environ)
-        env["PATH"] = STANDIN_DIR + os.pathsep + env.get("PATH", "")
-        env["WAND_STANDIN_STATE"] = self.state_path
-        # the interpreter running the tests, by its real path: never through a version
-        # manager's shim (see the kubectl script); the stand-in is stdlib-only
-        env.setdefault("WAND_STANDIN_PYTHON", os.path.realpath(sys.executable))
-        env["WAND_STANDIN_LOG"] = self.log_path
+        env.pop("WAND_KUBECTL", None)
+        self.kubectl = kubectl_binary(client_version)
+        cp = subprocess.run([self.kubectl, "version", "--client", "-o", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, timeout=30)
+        v = json.loads(cp.stdout)["clientVersion"]
+        self.kubectl_version = (int(v["major"]), int(v["minor"].rstrip("+")))
+        # `kubectl` on PATH is the chosen real binary (the plugin finds it there)
+        bindir = os.path.join(self.dir, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        os.symlink(self.kubectl, os.path.join(bindir, "kubectl"))
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         env["KUBECONFIG"] = self.kubeconfig
-        if client_version:
-            env["WAND_STANDIN_VERSION"] = client_version
-        else:
-            env.pop("WAND_STANDIN_VERSION", None)
+        self.transport = transport or os.environ.get("WAND_TEST_TRANSPORT") or "websocket"
+        for k, v in TRANSPORTS[self.transport].items():
+            env[k] = v
         self.env = env
-        self.kubectl = KUBECTL
+        self.log_path = os.path.join(self.dir, "apiserver.log")
+        if serve:
+            self._start_server()
         self._closed = False
+
+    def _start_server(self):
+        """The test API server (tests/kube/apiserver) for this state, in its own process."""
+        root = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=root, WAND_APISERVER_REQUESTS=self.requests_path)
+        self.server = subprocess.Popen([sys.executable, "-m", "tests.kube.apiserver", "--state", self.state_path,
+                                        "--kubeconfig", self.kubeconfig], cwd=root, env=env,
+                                       stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        line = self.server.stdout.readline().decode()
+        if not line.startswith("READY "):
+            self.server.kill()
+            with open(self.log_path) as f:
+                raise RuntimeError("test API server did not start: %s%s" % (line, f.read()[-2000:]))
+        self.port = int(line.split()[1])
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -113,19 +134,19 @@ class Cluster:
             return copy.deepcopy(st)
 
     def run(self, *args, input=None, timeout=60, env=None):
-        """Run the stand-in kubectl; returns CompletedProcess with bytes stdout/stderr."""
+        """Run the real kubectl against this cluster; returns CompletedProcess with bytes stdout/stderr."""
         e = dict(self.env)
         e.update(env or {})
         return subprocess.run([self.kubectl] + [str(a) for a in args], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=e, timeout=timeout)
 
-    def argv_log(self):
-        """Every argv (without argv[0]) the stand-in was run with, oldest first."""
-        with open(self.log_path) as f:
+    def requests(self):
+        """Every API request served so far: {"method", "path", "query"} dicts, oldest first."""
+        with open(self.requests_path) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def clear_argv_log(self):
-        open(self.log_path, "w").close()
+    def clear_requests(self):
+        open(self.requests_path, "w").close()
 
     # --- cluster-level settings --------------------------------------------------------------
 
@@ -231,7 +252,7 @@ class Cluster:
                          {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]})
         n = int(st.get("rv", 1000)) % 250 + 2
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
-               "_standin": {"id": self.id, "sandbox": core.docker_name(self.id, ns, name, "sandbox"),
+               "_docker": {"id": self.id, "sandbox": core.docker_name(self.id, ns, name, "sandbox"),
                             "containers": {c["name"]: core.docker_name(self.id, ns, name, c["name"]) for c in spec["containers"]},
                             "ephemeral": {}, "podIP": "10.244.0.%d" % n}}
         st["objects"][core.obj_key(core.RT_POD, ns, name)] = pod
@@ -243,9 +264,9 @@ class Cluster:
         def start(pod):
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             # the pod's "pause" container: the bed image whatever the app's image (a kubelet's
-            # sandbox never has the app's layout; the port-forward relay runs here)
+            # sandbox never has the app's layout)
             core.run_sandbox(self.id, ns, name, self.image)
-            sandbox = pod["_standin"]["sandbox"]
+            sandbox = pod["_docker"]["sandbox"]
             for c in pod["spec"]["containers"]:
                 if not core.image_present(c["image"]):
                     continue  # stays "ContainerStatusUnknown"; tests of pull errors use ephemeral containers
@@ -277,7 +298,7 @@ class Cluster:
                    "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)}, "template": template,
                             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
                             "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600}}
-            dep["_standin"] = {"rs": "%s-%s" % (name, h)}
+            dep["_docker"] = {"rs": "%s-%s" % (name, h)}
             st["objects"][core.obj_key(core.RT_DEPLOY, ns, name)] = dep
             rs = self._replicaset(st, dep, h, replicas)
             pods = [self._rs_pod(st, rs) for _ in range(replicas)]
@@ -478,7 +499,7 @@ class Cluster:
         with self._state(write=False) as st:
             p = st["objects"][core.obj_key(core.RT_POD, ns, pod)]
         if container == "sandbox":
-            return p["_standin"]["sandbox"]
+            return p["_docker"]["sandbox"]
         return core.docker_name_of_container(p, container or p["spec"]["containers"][0]["name"])
 
     def get_pod(self, pod, ns="default"):
@@ -542,6 +563,13 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
         core.remove_containers(self.containers())
 
     def __enter__(self):
