@@ -5,6 +5,8 @@ COMMANDS = {
     "ps": "kubectl_wand.cli.ps",
     "attach": "kubectl_wand.cli.attach",
     "exec": "kubectl_wand.cli.exec",
+    "shell": "kubectl_wand.cli.shell",
+    "pdb": "kubectl_wand.cli.pdb",
     "demo": "kubectl_wand.cli.demo",
     "loglevel": "kubectl_wand.cli.loglevel",
     "stacks": "kubectl_wand.cli.stacks",

@@ -110,7 +110,8 @@ def run(params):
     audit(params)
     op = params["op"]
     work = {"exec": do_exec, "attach": do_attach, "detach": do_detach,
-            "loglevel": do_loglevel, "trace": do_trace}.get(op)
+            "loglevel": do_loglevel, "trace": do_trace, "shell": do_shipped,
+            "pdb": do_shipped}.get(op)
     if work is None:
         chan.send("error", code="bad-op", message="unknown operation %r" % op)
         chan.close()
@@ -493,3 +494,20 @@ def do_trace(chan, params):
         chan.close()
         return
     ns["run"](chan, params)
+
+
+# ---------------------------------------------------------------- shell, pdb (shipped files)
+
+def do_shipped(chan, params):
+    """shell (payload/console.py) and pdb (payload/pdbserver.py) ship as files of their own;
+    this thread becomes their control reader until the CLI stops or goes."""
+    try:
+        with open(params["module_path"], "rb") as f:
+            code = compile(f.read(), "<kubectl-wand %s>" % params["op"], "exec")
+        ns = {"__name__": "_kubectl_wand_" + params["op"]}
+        exec(code, ns)
+    except Exception as e:
+        chan.send("error", code=params["op"] + "-failed", message="%s: %s" % (type(e).__name__, e))
+        chan.close()
+        return
+    ns["run"](chan, params, globals())

@@ -1,0 +1,214 @@
+"""kubectl-wand pdb: CPython 3.14's own remote pdb server (``pdb._PdbServer``, what
+``python -m pdb -p PID`` starts) inside the target, its socket bridged to the CLI.
+
+Shipped as a blob; the agent runs ``run`` in its op thread. The server talks JSON lines over
+one end of a socketpair; a bridge thread relays them to the CLI as ``pdb`` events, and the
+control reader (this thread) hands the CLI's ``pdb`` frames to the server. The server uses
+the ``sys.monitoring`` backend, bound to the chosen thread (the main one by default), so this
+thread can set it up, break in again (``break``: Ctrl-C while the program runs) and take it
+all down (tool id freed, breakpoints cleared) whatever the debugged thread is doing.
+"""
+
+import json
+import socket
+import sys
+import threading
+
+MAX_MESSAGE = 1 << 20  # characters of one server message relayed (a huge `p` is cut)
+MAX_REQUEST = 1 << 20
+
+
+def make_server(pdb, bdb, sockfile, thread):
+    class Tracer(bdb._MonitoringTracer):
+        """Events of ``thread`` only, whoever starts the trace (the stock one binds to the
+        thread that calls start_trace)."""
+
+        @property
+        def _tracing_thread(self):
+            return thread if self._enabled else None
+
+        @_tracing_thread.setter
+        def _tracing_thread(self, value):
+            pass
+
+    class Server(pdb._PdbServer):
+        def __init__(self):
+            super().__init__(sockfile, owns_sockfile=True, colorize=False, nosigint=True,
+                             readrc=False, backend="monitoring")
+            self.monitoring_tracer = Tracer()
+
+        def detach(self):
+            self.clear_all_breaks()  # detach leaves no breakpoint behind
+            super().detach()
+
+    return Server()
+
+
+class Bridge:
+    def __init__(self, chan, params):
+        self.chan, self.params = chan, params
+        self.server = None
+        self.ours, theirs = socket.socketpair()
+        self.sockfile = theirs.makefile("rwb")
+        theirs.close()  # the makefile keeps its own reference
+        self.done = threading.Event()
+
+    def pick_thread(self):
+        want = self.params.get("thread")
+        threads = {t.ident: t for t in threading.enumerate()
+                   if not t.name.startswith("kubectl-wand")}
+        if want in (None, "", "main"):
+            return threading.main_thread()
+        for t in threads.values():
+            if str(t.ident) == str(want) or t.name == want or str(t.native_id) == str(want):
+                return t
+        raise LookupError("no thread %r; threads: %s" % (
+            want, ", ".join("%s (%s)" % (t.name, t.native_id) for t in threads.values())))
+
+    def start(self):
+        import bdb
+        import pdb
+
+        if pdb.Pdb._last_pdb_instance is not None:
+            raise RuntimeError("another pdb session is already attached to this process")
+        if sys.monitoring.get_tool(sys.monitoring.DEBUGGER_ID) is not None:
+            raise RuntimeError("another debugger (%s) uses sys.monitoring's debugger slot"
+                               % sys.monitoring.get_tool(sys.monitoring.DEBUGGER_ID))
+        self.thread = self.pick_thread()
+        frame = sys._current_frames().get(self.thread.ident)
+        if frame is None:
+            raise LookupError("thread %s has no Python frame" % self.thread.name)
+        self.server = make_server(pdb, bdb, self.sockfile, self.thread)
+        threading.Thread(target=self.pump, name="kubectl-wand-pdb-bridge", daemon=True).start()
+        self.chan.send("pdb-attached", thread=self.thread.name, native_id=self.thread.native_id)
+        self.trace(frame)
+
+    def trace(self, frame):
+        """set_trace on another thread's frame; the local events go on that thread's code
+        objects (bdb would walk this thread's stack), so a loop without calls stops too."""
+        self.server.set_trace(frame)
+        self.server.monitoring_tracer.update_local_events(frame)
+
+    def pump(self):
+        """Server -> CLI: each JSON line as one ``pdb`` event (bounded)."""
+        f = self.ours.makefile("rb")
+        try:
+            while True:
+                line = f.readline(MAX_REQUEST)
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line.decode("utf-8", "replace"))
+                except ValueError:
+                    continue
+                m = msg.get("message") if isinstance(msg, dict) else None
+                if isinstance(m, str) and len(m) > MAX_MESSAGE:
+                    msg["message"] = m[:MAX_MESSAGE] + "\n[kubectl-wand: message cut]\n"
+                self.chan.send("pdb", msg=msg)
+        except OSError:
+            pass
+        self.done.set()  # the server closed its end: it detached
+        self.chan.send("pdb-detached")  # the CLI answers with a stop: this op ends
+
+    def to_server(self, msg):
+        try:
+            self.ours.sendall(json.dumps(msg).encode() + b"\n")
+        except OSError:
+            pass
+
+    def break_in(self):
+        """Ctrl-C while the program runs: stop the debugged thread where it is now."""
+        s = self.server
+        if s is None or s.enterframe is not None:
+            return
+        frame = sys._current_frames().get(self.thread.ident)
+        if frame is not None:
+            self.trace(frame)
+
+    def untrace(self, s):
+        """Frames keep no f_trace of ours (a later sys.settrace would call a dead server)."""
+        frames = dict(getattr(s, "frame_trace_lines_opcodes", {}) or {})
+        f = sys._current_frames().get(self.thread.ident)
+        while f is not None:
+            frames.setdefault(f, None)
+            f = f.f_back
+        for f, saved in frames.items():
+            try:
+                if getattr(f.f_trace, "__self__", None) is s:
+                    f.f_trace = None
+                if saved is not None:
+                    f.f_trace_lines, f.f_trace_opcodes = saved
+            except (AttributeError, ValueError):
+                pass
+        try:
+            s.frame_trace_lines_opcodes.clear()
+        except AttributeError:
+            pass
+
+    def finish(self):
+        """Whatever state the session is in: no trace, no breakpoints, nothing of ours."""
+        import pdb
+
+        try:
+            self.ours.shutdown(socket.SHUT_RDWR)  # a server at its prompt reads EOF: it quits
+        except OSError:
+            pass
+        self.done.wait(2.0)
+        s = self.server
+        if s is not None:
+            try:
+                s.clear_all_breaks()
+                s.stop_trace()  # frees the monitoring tool id: the thread runs untraced
+            except Exception:
+                pass
+            self.untrace(s)
+            if pdb.Pdb._last_pdb_instance is s:
+                pdb.Pdb._last_pdb_instance = None
+        for f in (self.sockfile, self.ours):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def run(chan, params, agent):
+    b = Bridge(chan, params)
+    why = "eof"
+    try:
+        b.start()
+    except Exception as e:
+        b.finish()
+        chan.send("error", code="pdb-failed", message="pdb could not start in the target: %s"
+                  % e, hint="end the other debugger's session first (an `attach` ends with "
+                  "Ctrl-C)" if isinstance(e, RuntimeError) else "check the thread's name "
+                  "with `kubectl wand stacks`")
+        chan.close()
+        return
+    f = chan.sock.makefile("rb")
+    try:
+        while not b.done.is_set():
+            line = f.readline(MAX_REQUEST)
+            if not line:
+                break
+            try:
+                req = json.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue
+            if not isinstance(req, dict):
+                continue
+            op = req.get("op")
+            if op == "pdb" and isinstance(req.get("msg"), dict):
+                b.to_server(req["msg"])
+            elif op == "break":
+                b.break_in()
+            elif op == "stop":
+                why = str(req.get("why") or "stop")[:40]
+                break
+    except OSError:
+        pass
+    finally:
+        if b.done.is_set():
+            why = "detached"
+        b.finish()
+        chan.send("result", status=0, why=why)
+        chan.close()
