@@ -327,6 +327,7 @@ class Trace:
         if self.reason is None:
             self.reason = reason
         self.stop.set()
+        self.wake.set()  # the resume thread ends at once
         try:
             self.q.put_nowait(None)  # wakes the sender
         except queue.Full:
@@ -418,6 +419,8 @@ def run(chan, params):
     try:
         t.send_loop()
     finally:
+        t.finish(t.reason or "stopped")
+        resumer.join(5)  # gone before the CLI hears the end
         t.unregister()
         chan.send("trace-end", reason=t.reason or "stopped", **t.stats())
         try:
@@ -425,5 +428,4 @@ def run(chan, params):
         except OSError:
             pass
         watcher.join(5)
-        resumer.join(5)
         chan.close()
