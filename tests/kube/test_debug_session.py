@@ -1,4 +1,4 @@
-"""A debug session through `kubectl port-forward` (the stand-in's) cannot strand the pod: a
+"""A debug session through `kubectl port-forward` (the real kubectl against the test API) cannot strand the
 client that drops while stopped, and the CLI killed while stopped, leave it serving."""
 
 import json
