@@ -1,5 +1,6 @@
-"""A debug session through `kubectl port-forward` (the real kubectl against the test API) cannot strand the
-client that drops while stopped, and the CLI killed while stopped, leave it serving."""
+"""A debug session through the real `kubectl port-forward` (against the test API) cannot
+strand the pod: a client that drops while stopped, and the CLI killed while stopped,
+leave it serving."""
 
 import json
 import signal
