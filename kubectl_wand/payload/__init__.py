@@ -111,7 +111,10 @@ def source_key(name: str) -> str:
 INJECTOR_PARTS = ("binaries",) + tuple("injector/" + n for n in (
     "wire", "procs", "interpreter", "checks", "staging", "cache", "stacks", "inject", "fanout",
     "stages"))
-SHIPPED = {"injector": INJECTOR_PARTS}
+# What runs inside the target: agent.py and the debugger parts it uses, as one source (one
+# compile, one namespace; the injector caches its code object by this text)
+AGENT_PARTS = ("agent", "stopper", "debugger", "dapgate")
+SHIPPED = {"injector": INJECTOR_PARTS, "agent": AGENT_PARTS}
 
 
 @lru_cache(maxsize=None)
@@ -130,11 +133,6 @@ def _text(name: str) -> str:
         return pkgutil.get_data(__name__, f"{name}.py").decode("utf-8")
 
 
-AGENT_PARTS = ("agent", "stopper", "debugger", "dapgate")
-
-
-@lru_cache(maxsize=None)
 def agent_source() -> str:
-    """What runs inside the target: agent.py and the debugger parts it uses, as one source
-    (one compile, one namespace; the injector caches its code object by this text)."""
-    return "\n".join(source(n) for n in AGENT_PARTS)
+    """What runs inside the target (``source("agent")``: all of AGENT_PARTS)."""
+    return source("agent")
