@@ -45,7 +45,17 @@ class Box:
 
 
 class Backend:
+    """The one seam: where processes live and how to reach them. What a backend can do
+    differently is declared here, not probed with getattr."""
+
     name = "?"
+    # Starting a forward costs a process (a `docker exec`, a `kubectl port-forward`): attach
+    # starts it ahead, while the injection runs
+    slow_forward = False
+    # …but only once the injector's own connection is up (on 2 CPUs the two would compete)
+    forward_after_reach = False
+    # The forward cannot speak the debugger gate's secret itself: a local Front adds it
+    front_forward = False
 
     def resolve(self, target) -> List[Box]:
         raise NotImplementedError

@@ -38,7 +38,7 @@ def preflight(backend, target, start_listing) -> Preflight:
     process listing (``start_listing``) runs meanwhile."""
     checks: List[Check] = []
     sec = "kubectl and cluster"
-    ns_opt = backend.opts.get("namespace")
+    ns_opt = backend.opts.namespace
     with ThreadPoolExecutor(max_workers=8) as pool:
         f_client = pool.submit(run, backend.client_version_argv(), 20)
         f_server = pool.submit(run, backend.base(namespaced=False) + ["version", "-o", "json"],

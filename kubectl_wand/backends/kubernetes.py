@@ -22,6 +22,8 @@ from kubectl_wand.backends.base import (HELPER_CACHE, Backend, Box, exec_not_fou
                                         python_candidates, run)
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
+from kubectl_wand.names import kube_version, kubectl_argv, kubectl_binary
+from kubectl_wand.options import Scope, TargetOptions
 from kubectl_wand.log import trace
 
 HELPER_PREFIX = "kubectl-wand-"
@@ -125,23 +127,18 @@ class KubernetesBackend(Backend):
     slow_forward = True  # a kubectl process per forward: cli/attach starts it early
     front_forward = True  # kubectl port-forward cannot add the gate's secret: a Front does
 
-    def __init__(self, opts: dict):
-        self.opts = opts
-        self.kubectl = os.environ.get("WAND_KUBECTL", "kubectl")
+    def __init__(self, where: TargetOptions):
+        self.opts = where
+        self.kubectl = kubectl_binary()
         self._version = None
 
     # -------------------------------------------------------------- kubectl plumbing
 
     def base(self, namespaced=True, ns=None) -> List[str]:
-        argv = [self.kubectl]
-        if self.opts.get("kubeconfig"):
-            argv += ["--kubeconfig", self.opts["kubeconfig"]]
-        if self.opts.get("context"):
-            argv += ["--context", self.opts["context"]]
-        ns = ns or self.opts.get("namespace")
-        if namespaced and ns:
-            argv += ["-n", ns]
-        return argv
+        """kubectl with the user's --kubeconfig/--context and the namespace (names.py builds
+        it for completion too)."""
+        return kubectl_argv(self.opts.kubeconfig, self.opts.context,
+                            (ns or self.opts.namespace) if namespaced else None)
 
     def kubectl_json(self, *args, ns=None, timeout=30):
         cp = run(self.base(ns=ns) + list(args) + ["-o", "json"], timeout=timeout)
@@ -150,7 +147,7 @@ class KubernetesBackend(Backend):
         return json.loads(cp.stdout)
 
     def ns_flag(self, ns):
-        return ns or self.opts.get("namespace") or "(the context's namespace)"
+        return ns or self.opts.namespace or "(the context's namespace)"
 
     def error(self, text: str, args=(), ns=None) -> WandError:
         """kubectl's error text, with what it means and what to do."""
@@ -163,7 +160,7 @@ class KubernetesBackend(Backend):
             text = "\n".join(said)
         ns = self.ns_flag(ns)
         if "context was not found" in low or ("context" in low and "does not exist" in low):
-            return WandError(f'kubeconfig context "{self.opts.get("context")}" does not exist '
+            return WandError(f'kubeconfig context "{self.opts.context}" does not exist '
                              f"({text.removeprefix('error: ')})",
                              "`kubectl config get-contexts` lists the contexts", code="context")
         if "(notfound)" in low or "not found" in low:
@@ -224,18 +221,19 @@ class KubernetesBackend(Backend):
         if self._version is None:
             cp = run(self.client_version_argv(), timeout=20)
             try:
-                v = json.loads(cp.stdout)["clientVersion"]
-                self._version = (int(v["major"]), int(re.sub(r"\D.*", "", v["minor"])))
+                self._version = kube_version(json.loads(cp.stdout)["clientVersion"])
             except (ValueError, KeyError):
-                self._version = (1, 0)
+                self._version = (0, 0)
+            if self._version == (0, 0):
+                self._version = (1, 0)  # unreadable: treated as too old, said so
         return self._version
 
     # -------------------------------------------------------------- resolving
 
     def pods_for(self, target) -> List[dict]:
-        sel = self.opts.get("selector")
+        sel = self.opts.selector
         if target is None:
-            args = ["get", "pods"] + (["-A"] if self.opts.get("all_namespaces") else [])
+            args = ["get", "pods"] + (["-A"] if self.opts.all_namespaces else [])
             if sel:
                 args += ["-l", sel]
             return self.kubectl_json(*args)["items"]
@@ -291,11 +289,11 @@ class KubernetesBackend(Backend):
         return Box(
             id=f"{meta['namespace']}/{meta['name']}/{container}",
             display=f"pod/{meta['name']}" + (f" -c {container}" if multi else ""),
-            image=self.opts.get("image") or spec_c.get("image"),
+            image=self.opts.image or spec_c.get("image"),
             extra={"pod": meta["name"], "namespace": meta["namespace"], "container": container,
                    "pod_json": pod, "python_hints": hints,
                    "image_key": status.get("imageID") or spec_c.get("image"),
-                   "image_name": self.opts.get("image") or spec_c.get("image"),
+                   "image_name": self.opts.image or spec_c.get("image"),
                    "summary": {"pod": meta["name"], "namespace": meta["namespace"],
                                "container": container,
                                "node": pod["spec"].get("nodeName"),
@@ -304,21 +302,21 @@ class KubernetesBackend(Backend):
 
     def resolve(self, target) -> List[Box]:
         """Pods/containers for the target: every running one for `ps`; one for attach/exec
-        (the newest ready pod), or every ready one with the ``all_ready`` option."""
+        (the newest ready pod), or every ready one (Scope.EVERY_READY)."""
         pods = self.pods_for(target)
-        if self.opts.get("pod"):
-            pods = [p for p in pods if p["metadata"]["name"] == self.opts["pod"]]
+        if self.opts.pod:
+            pods = [p for p in pods if p["metadata"]["name"] == self.opts.pod]
             if not pods:
-                raise WandError(f"pod {self.opts['pod']} is not part of {target}",
+                raise WandError(f"pod {self.opts.pod} is not part of {target}",
                                 f"`kubectl wand ps {target}` lists its pods", code="not-found")
         if not pods:
             raise WandError(f"no pods found for {target or 'the namespace'} in namespace "
                             f"{self.ns_flag(None)}", "is it scaled to zero? check -n",
                             code="no-pods")
-        if self.opts.get("for_ps"):
+        if self.opts.scope is Scope.LIST:
             boxes = []
             for p in pods:
-                names = ([self.opts["container"]] if self.opts.get("container")
+                names = ([self.opts.container] if self.opts.container
                          else [c["name"] for c in p["spec"]["containers"]])
                 running = {s["name"] for s in p.get("status", {}).get("containerStatuses", [])
                            if "running" in (s.get("state") or {})}
@@ -331,11 +329,11 @@ class KubernetesBackend(Backend):
             raise WandError(f"no ready pods for {target}: {states}",
                             "wait for the rollout (`kubectl rollout status`) or pick one with "
                             "--pod", code="no-ready-pods")
-        if self.opts.get("all_ready"):  # exec --all and friends: every ready replica
-            return [self.box(p, default_container(p, self.opts.get("container")))
+        if self.opts.scope is Scope.EVERY_READY:  # exec --all and friends
+            return [self.box(p, default_container(p, self.opts.container))
                     for p in sorted(ready, key=lambda p: p["metadata"]["name"])]
         newest = max(ready, key=lambda p: p["metadata"].get("creationTimestamp") or "")
-        return [self.box(newest, default_container(newest, self.opts.get("container")))]
+        return [self.box(newest, default_container(newest, self.opts.container))]
 
     # -------------------------------------------------------------- injector
 
@@ -437,7 +435,7 @@ class KubernetesBackend(Backend):
             argv.append("--custom=" + custom.name)
         # the app's image: the interpreter the app container has (found by running it there,
         # as the app's own user); another image (--image): its python3 on PATH
-        python = "python3" if self.opts.get("image") else self.find_python(box)
+        python = "python3" if self.opts.image else self.find_python(box)
         argv += ["--", python, "-I", "-S", "-c", payload.source("idle"),
                  "kubectl-wand-helper", str(HELPER_IDLE_SECONDS)]
         try:

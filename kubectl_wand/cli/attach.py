@@ -48,7 +48,7 @@ FOLLOW_TIMEOUT = 180.0
 @target_options
 @kube_options
 def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_follow, output,
-            pid, launch_json=None, **opts):
+            pid, topts, launch_json=None):
     """Start debugpy inside a live Python process and forward a local port to it.
 
     Stays in the foreground; Ctrl-C stops forwarding and detaches the debugger (the target
@@ -66,12 +66,12 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     bundle.prefetch()  # the debugpy archive and its key, read while the target is reached
-    parsed, backend, boxes = resolve(target, opts)
+    parsed, backend, boxes = resolve(target, topts)
     first = True
     while True:
         box = boxes[0]
         gone = _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout,
-                            output, pid, opts, first, editor)
+                            output, pid, topts, first, editor)
         if gone is None:
             return
         local_port = gone["local_port"]
@@ -84,21 +84,21 @@ def command(target, port, local_port, keep, wait_for_client, ack_timeout, no_fol
 
 
 def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_timeout, output,
-                 pid, opts, first, editor=None):
+                 pid, topts, first, editor=None):
     """One attach; returns None when the user ended it, or what went away."""
     editor = editor or {"name": f"kubectl-wand: {box.display}", "path": None}
     # a slow forward (kubectl port-forward) starts now: its start-up overlaps the injection
     reached = threading.Event()  # the injector listed the target's processes
-    front = getattr(backend, "front_forward", False)
+    front = backend.front_forward
     inner_port = 0 if front else local_port
     early = (Early(lambda remote: backend.forward(box, remote, inner_port), port,
-                   after=reached if getattr(backend, "forward_after_reach", False) else None)
-             if getattr(backend, "slow_forward", False) else None)
+                   after=reached if backend.forward_after_reach else None)
+             if backend.slow_forward else None)
     try:
         with progress.spinner(f"reaching {box.display}"):
             session = ops.open_session(backend, box, pid=pid,
                                        ask=ask_process if is_tty() else None,
-                                       signal=opts.get("nudge"), debugpy=True,
+                                       signal=topts.nudge, debugpy=True,
                                        reached=reached)
     except BaseException:
         reached.set()

@@ -9,19 +9,24 @@ import click
 from kubectl_wand import log, progress
 from kubectl_wand.backends import backend_for
 from kubectl_wand.engine.procs import Proc
+from kubectl_wand.options import TargetOptions
 from kubectl_wand.safe_text import safe, safe_lines
 from kubectl_wand.targets import parse_target
 
 
 def kube_options(f):
-    """kubectl's own flags, accepted after `wand` (kubectl refuses them before it)."""
+    """kubectl's own flags, accepted after `wand` (kubectl refuses them before it). With
+    target_options above it, the command gets one ``topts: TargetOptions``."""
     @click.option("-n", "--namespace", help="Kubernetes namespace (default: the context's).")
     @click.option("--context", help="kubeconfig context to use.")
     @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig.")
     @click.option("-v", "--verbose", is_flag=True, help="Print every kubectl/docker call.")
     @functools.wraps(f)
-    def wrapper(*args, verbose=False, **kw):
+    def wrapper(*args, verbose=False, namespace=None, context=None, kubeconfig=None,
+                _target=None, **kw):
         log.VERBOSE = log.VERBOSE or verbose
+        kw["topts"] = TargetOptions(namespace=namespace, context=context,
+                                    kubeconfig=kubeconfig, **(_target or {}))
         return f(*args, **kw)
 
     return wrapper
@@ -43,15 +48,17 @@ def target_options(f=None, *, short_container=True):
                        "(SIGWINCH if the process handles it), none, or USR1/USR2/WINCH/HUP…")
     @functools.wraps(f)
     def wrapper(*args, **kw):
+        kw["_target"] = {k: kw.pop(k) for k in ("container", "selector", "pod", "image",
+                                                "nudge")}
         return f(*args, **kw)
 
     return wrapper
 
 
-def resolve(target_text, opts):
+def resolve(target_text, where: TargetOptions):
     """(backend, boxes) for what the user typed."""
     target = parse_target(target_text)
-    backend = backend_for(target, opts)
+    backend = backend_for(target, where)
     return target, backend, backend.resolve(target)
 
 

@@ -13,6 +13,7 @@ from kubectl_wand import progress
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.safe_text import StreamFilter
+from kubectl_wand.options import Scope
 
 
 @click.command("exec")
@@ -43,7 +44,7 @@ from kubectl_wand.safe_text import StreamFilter
 @target_options(short_container=False)
 @kube_options
 def command(target, path, code, timeout, detach, ack_timeout, max_output, output, quiet, raw,
-            force, pid, all_ready, all_processes, max_parallel, **opts):
+            force, pid, all_ready, all_processes, max_parallel, topts):
     """Run Python code inside a live process and bring back its output and exit status.
 
     The code runs in a thread of the target (its main thread only starts it), with globals
@@ -62,13 +63,13 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
         raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
     if all_ready or all_processes:
         return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
-                        quiet, pid, all_ready, all_processes, max_parallel, opts, raw)
-    _, backend, boxes = resolve(target, opts)
+                        quiet, pid, all_ready, all_processes, max_parallel, topts, raw)
+    _, backend, boxes = resolve(target, topts)
     box = boxes[0]
     with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
         session = ops.open_session(backend, box, pid=pid,
                                    ask=ask_process if is_tty() else None,
-                                   signal=opts.get("nudge"))
+                                   signal=topts.nudge)
     if not quiet and output == "text":
         status(f"Running in {box.display}, {session.choice.reason}")
     collected = {"stdout": [], "stderr": []}
@@ -158,20 +159,20 @@ def _isatty(stream) -> bool:
 
 
 def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output, quiet, pid,
-             all_ready, all_processes, max_parallel, opts, raw=False):
+             all_ready, all_processes, max_parallel, topts, raw=False):
     """exec --all / --all-processes: every unit in parallel, results grouped, a summary."""
     from kubectl_wand.cli import fanout as render
     from kubectl_wand.engine import fanout
 
-    opts["all_ready"] = all_ready
-    _, backend, boxes = resolve(target, opts)
+    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
+    _, backend, boxes = resolve(target, topts)
     units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
     if not quiet and output == "text":
         what = "process(es)" if all_processes else "target(s)"
         status(f"Running in {len(units)} {what}, at most {max_parallel} at a time")
     results = fanout.run_all(backend, units,
                              fanout.exec_work(source, filename, timeout, max_output, ack_timeout),
-                             max_parallel, signal=opts.get("nudge"))
+                             max_parallel, signal=topts.nudge)
     if output == "json":
         render.render_json(results)
     else:

@@ -11,6 +11,7 @@ from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.errors import UsageError
 from kubectl_wand.names import LEVELS
 from kubectl_wand.safe_text import safe
+from kubectl_wand.options import Scope
 
 MAX_SECONDS = 7 * 24 * 3600
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
@@ -105,7 +106,7 @@ def describe(r) -> str:
 @target_options(short_container=False)
 @kube_options
 def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_ready,
-            all_processes, max_parallel, **opts):
+            all_processes, max_parallel, topts):
     """Set LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL or a number) on loggers in a live
     process; prints the previous levels. --for reverts them automatically, inside the process
     (a later loglevel call cancels or replaces a pending revert)."""
@@ -115,8 +116,8 @@ def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_r
     value = parse_level(level)
     seconds = parse_duration(for_)
     names = [check_logger(n) for n in loggers] or ["root"]
-    opts["all_ready"] = all_ready
-    _, backend, boxes = resolve(target, opts)
+    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
+    _, backend, boxes = resolve(target, topts)
     if not all_ready:
         boxes = boxes[:1]
     units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
@@ -125,7 +126,7 @@ def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_r
         status(f"Setting log levels in {len(units)} {what}, at most {max_parallel} at a time")
     results = fanout.run_all(backend, units,
                              fanout.loglevel_work(value, names, seconds, ack_timeout),
-                             max_parallel, signal=opts.get("nudge"))
+                             max_parallel, signal=topts.nudge)
     if output == "json":
         render.render_json(results)
     else:

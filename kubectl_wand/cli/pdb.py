@@ -194,7 +194,7 @@ class PdbClient:
 @click.option("-q", "--quiet", is_flag=True, help="No banner or progress lines on stderr.")
 @target_options
 @kube_options
-def command(target, thread, ack_timeout, raw, quiet, pid, **opts):
+def command(target, thread, ack_timeout, raw, quiet, pid, topts):
     """CPython's own pdb, remotely, inside a live process (Python 3.14).
 
     \b
@@ -202,13 +202,13 @@ def command(target, thread, ack_timeout, raw, quiet, pid, **opts):
     `c`, `n`, `s`, `interact` … as in pdb. Ctrl-C while the program runs breaks in again.
     `q` or Ctrl-D at the prompt detaches: the process runs on with no breakpoints left.
     """
-    _, backend, boxes = resolve(target, opts)
+    _, backend, boxes = resolve(target, topts)
     box = boxes[0]
     interactive = is_tty()
     with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
         session = ops.open_session(backend, box, pid=pid,
                                    ask=ask_process if interactive else None,
-                                   signal=opts.get("nudge"))
+                                   signal=topts.nudge)
     remote = Remote(session, "pdb")
     term = Terminal(raw)
     client = PdbClient(remote, term, interactive)

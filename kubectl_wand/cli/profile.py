@@ -15,6 +15,7 @@ from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import safe, unit_label
 from kubectl_wand.engine import flame, live, profile
 from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.options import Scope
 
 
 def top_table(stacks, n: int) -> str:
@@ -70,7 +71,7 @@ def write_output(path: str, text: str):
 @target_options
 @kube_options
 def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, fmt, split,
-            top_n, quiet, pid, all_ready, all_processes, max_parallel, **opts):
+            top_n, quiet, pid, all_ready, all_processes, max_parallel, topts):
     """Sample the stacks of a live process for a while, read from its memory by the helper:
     no code runs in it, so it works on a wedged process and with remote debugging disabled.
     Prints the functions seen most (SELF: innermost frame) and writes a flame graph
@@ -81,8 +82,8 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
     kind = profile.format_for(output_path, fmt)
     if fmt and not output_path:
         raise UsageError("--format needs -o PATH", "e.g. -o flame.svg")
-    opts["all_ready"] = all_ready
-    _, backend, boxes = resolve(target, opts)
+    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
+    _, backend, boxes = resolve(target, topts)
     if not all_ready:
         boxes = boxes[:1]
     units = live.plan(backend, boxes, pid, all_processes, max_parallel, remote_exec=False)

@@ -10,6 +10,7 @@ from kubectl_wand.cli.common import (PROC_HEADERS, color_ok, kube_options, proc_
                                      target_options)
 from kubectl_wand.engine.listing import list_processes
 from kubectl_wand.safe_text import safe
+from kubectl_wand.options import Scope
 
 
 def cut_notes(results) -> list:
@@ -36,14 +37,15 @@ def cut_notes(results) -> list:
 @click.option("--all", "show_all", is_flag=True, help="Also list non-Python processes we can see.")
 @target_options
 @kube_options
-def command(target, output, all_namespaces, show_all, **opts):
+def command(target, output, all_namespaces, show_all, pid, topts):
     """List Python processes in TARGET (default: pods of the current namespace)."""
-    opts["all_namespaces"] = all_namespaces
-    opts["for_ps"] = True
-    _, backend, boxes = resolve(target, opts) if target else _default(opts)
+    topts.all_namespaces = all_namespaces
+    topts.scope = Scope.LIST
+    _, backend, boxes = resolve(target, topts) if target else _default(topts)
     with progress.spinner(f"listing processes in {len(boxes)} target"
                           + ("s" if len(boxes) != 1 else "")):
-        results = [(r.box, r.procs, r.error, r.cut) for r in list_processes(backend, boxes)]
+        results = [(r.box, [p for p in r.procs if pid is None or p.pid == pid], r.error, r.cut)
+                   for r in list_processes(backend, boxes)]
     failed = False
     if output == "json":
         out = []
@@ -101,8 +103,8 @@ def _painted(row):
     return row
 
 
-def _default(opts):
+def _default(topts):
     from kubectl_wand.backends.kubernetes import KubernetesBackend
 
-    backend = KubernetesBackend(opts)
+    backend = KubernetesBackend(topts)
     return None, backend, backend.resolve(None)

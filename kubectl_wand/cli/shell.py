@@ -123,7 +123,7 @@ def no_interrupts():
 @click.option("-q", "--quiet", is_flag=True, help="No banner or progress lines on stderr.")
 @target_options
 @kube_options
-def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, **opts):
+def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, topts):
     """Interactive Python console running inside a live process.
 
     \b
@@ -133,13 +133,13 @@ def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, **opts
     Ctrl-C interrupts the running statement; Ctrl-D leaves and removes the console.
     Without a terminal, statements are read from stdin (exit status 1 if one raised).
     """
-    _, backend, boxes = resolve(target, opts)
+    _, backend, boxes = resolve(target, topts)
     box = boxes[0]
     interactive = is_tty()
     with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
         session = ops.open_session(backend, box, pid=pid,
                                    ask=ask_process if interactive else None,
-                                   signal=opts.get("nudge"))
+                                   signal=topts.nudge)
     shell = Shell(session)
     term = Terminal(raw)
     failed = False

@@ -85,11 +85,11 @@ def render(snap: dict, display: str, command: str) -> str:
 @click.option("--no-tasks", is_flag=True, help="Threads only; skip the asyncio task tree.")
 @target_options
 @kube_options
-def command(target, output, no_tasks, pid, **opts):
+def command(target, output, no_tasks, pid, topts):
     """Every thread's Python stack and the asyncio task tree of a live process, read from its
     memory: no code runs in it, so it works on a wedged process and with remote debugging
     disabled. Thread names are the OS's (Python 3.14 sets them from threading's names)."""
-    _, backend, boxes = resolve(target, opts)
+    _, backend, boxes = resolve(target, topts)
     box = boxes[0]
     session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
                                signal="none", remote_exec=False)

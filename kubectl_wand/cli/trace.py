@@ -14,6 +14,7 @@ from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import safe, unit_label
 from kubectl_wand.engine import live, trace
 from kubectl_wand.errors import UsageError
+from kubectl_wand.options import Scope
 
 
 def hit_line(label: str, ev: dict) -> str:
@@ -47,7 +48,7 @@ def hit_line(label: str, ev: dict) -> str:
 @target_options(short_container=False)
 @kube_options
 def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quiet, pid,
-            all_ready, all_processes, max_parallel, **opts):
+            all_ready, all_processes, max_parallel, topts):
     """Non-stopping logpoints: each time FILE:LINE runs, evaluate the expressions (EXPR…) in
     that frame and print their values, with time, process and thread; nothing stops.
 
@@ -65,8 +66,8 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
     per_second = trace.parse_rate(rate)
     if where is not None:
         trace.split_args(["x.py:1", where])  # checks that it compiles
-    opts["all_ready"] = all_ready
-    _, backend, boxes = resolve(target, opts)
+    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
+    _, backend, boxes = resolve(target, topts)
     if not all_ready:
         boxes = boxes[:1]
     units = live.plan(backend, boxes, pid, all_processes, max_parallel)
@@ -101,7 +102,7 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
     results = live.run_live(backend, units,
                             trace.trace_work(locations, exprs, where, per_second, max_hits,
                                              seconds, ack_timeout, on_event),
-                            max_parallel, signal=opts.get("nudge"), ask=ask)
+                            max_parallel, signal=topts.nudge, ask=ask)
     failed = [r for r in results if not r.ok and not r.skipped]
     if output == "json":
         for r in results:

@@ -32,7 +32,7 @@ def render(report) -> str:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @target_options
 @kube_options
-def command(target, output, pid, **opts):
+def command(target, output, pid, topts):
     """Check everything `attach` needs on TARGET, without changing it: kubectl and cluster
     versions, ephemeral containers, RBAC, Pod Security, the helper image, and per Python
     process its version, remote debugging, ptrace rights, a staging directory and debugpy.
@@ -41,7 +41,7 @@ def command(target, output, pid, **opts):
     from kubectl_wand.engine.validate import validate
 
     parsed = parse_target(target)
-    backend = backend_for(parsed, opts)
+    backend = backend_for(parsed, topts)
     report = validate(backend, parsed, pid)
     if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
