@@ -86,3 +86,21 @@ def test_injector_parts_ship_as_one_text_within_bounds():
         assert n <= 600, (part, n)
         assert payload._text(part) in text
     assert callable(injector.stage1) and injector.PROC == "/proc"
+
+
+def test_the_agent_ships_with_every_operation_it_dispatches():
+    """The agent is one text of several parts (payload.AGENT_PARTS): every operation its
+    dispatcher names must be defined in what is shipped, whichever caller ships it."""
+    import re
+
+    from kubectl_wand import payload
+
+    text = payload.source("agent")
+    assert text == payload.agent_source()
+    ns = {"__name__": "_kubectl_wand_agent"}
+    exec(compile(text, "agent", "exec"), ns)
+    table = re.search(r"work = \{(.*?)\}\.get\(op\)", text, re.S).group(1)
+    names = re.findall(r":\s*(\w+)", table)
+    assert len(names) >= 7
+    for name in names:
+        assert callable(ns.get(name)), name
