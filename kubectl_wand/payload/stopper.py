@@ -17,9 +17,10 @@ def _async_exc(ident, exc):
     """Schedule ``exc`` (a class) in thread ``ident``, or clear a pending one (None)."""
     import ctypes
 
-    f = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    f.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
-    f.restype = ctypes.c_int
+    # a prototype of our own: setting argtypes on ctypes.pythonapi's shared function object
+    # would change it for every other caller in the app (the shell's interrupt broke so)
+    f = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi))
     return f(ident, id(exc) if exc is not None else None)
 
 

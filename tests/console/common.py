@@ -28,9 +28,13 @@ while f is not None:
     if f.f_trace is not None:
         traced.append(f.f_code.co_name)
     f = f.f_back
+names = sorted(t.name for t in threading.enumerate()
+               if t.name.startswith("kubectl-wand") and t is not me)
+if "kubectl-wand-exec-ctl" in names:
+    names.remove("kubectl-wand-exec-ctl")
 print(json.dumps({
-    "threads": sorted(t.name for t in threading.enumerate()
-                      if t.name.startswith("kubectl-wand") and t is not me),
+    # the probe's own exec thread (me) and its control reader (one) are not counted
+    "threads": names,
     "tools": [sys.monitoring.get_tool(i) for i in range(6)],
     "breakpoints": [str(b) for b in (bdb.Breakpoint.bpbynumber if bdb else []) if b],
     "pdb": bool(pdb and pdb.Pdb._last_pdb_instance),
