@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The demo on a fresh Debian machine: sets up Docker and a local Python 3.14 image, then runs
-# `kubectl-wand demo` on an unprepared container (no cluster needed).
+# The Kubernetes demo on a fresh Debian machine: the real kubectl and `kubectl wand` against a
+# LOCAL EMULATION of the Kubernetes API (tests/kube/apiserver; pods are Docker containers).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tests/bed/setup.sh >&2
-exec .venv/bin/kubectl-wand demo --image wand-bed/py314:latest "$@"
+exec .venv/bin/python tests/kube/demo.py "$@"

@@ -1,7 +1,7 @@
 """The Kubernetes journey as a demo: the real kubectl and `kubectl wand` against a LOCAL
 EMULATION of the Kubernetes API (tests/kube/apiserver) whose pods are Docker containers.
 
-Run through tests/demo_kube.sh (which prepares the machine). Every step prints the command
+Run through tests/demo.sh (which prepares the machine). Every step prints the command
 the user would type; nothing here is mocked except the cluster itself.
 """
 import json
