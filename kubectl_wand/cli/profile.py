@@ -12,7 +12,7 @@ from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, 
     target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
-from kubectl_wand.cli.observe import safe, unit_label
+from kubectl_wand.cli.observe import report_unit, safe, unit_label
 from kubectl_wand.engine import flame, live, profile
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.options import Scope
@@ -108,19 +108,12 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
         max_parallel, signal="none", remote_exec=False, ask=ask)
     with lock:
         for r in results:
-            name = unit_label(r)
-            if r.skipped:
-                status(f"{name}: skipped ({r.skipped})")
-            elif r.error is not None:
-                status(f"{name}: error: {safe(r.error.message, 4000)}" +
-                       (f"\nhint: {safe(r.error.hint, 2000)}" if r.error.hint else ""))
-            elif not quiet:
-                d = r.data
-                note = "".join(f", {d[k]} {w}" for k, w in (
-                    ("missed", "ticks missed (reader slower than --rate)"),
-                    ("errors", "unreadable samples")) if d.get(k))
-                status(f"{name}: {d.get('samples', 0)} samples{note}"
-                       + (" (stopped early)" if d.get("stopped") else ""))
+            report_unit(r, status, quiet, (
+                ("missed", "ticks missed (reader slower than --rate)"),
+                ("errors", "unreadable samples")),
+                lambda name, note, d=r.data: status(
+                    f"{name}: {d.get('samples', 0)} samples{note}"
+                    + (" (stopped early)" if d.get("stopped") else "")))
     merged = profile.merge(results, split=split)
     title = (f"{target}: {sum(r.data.get('samples', 0) for r in results if r.ok)} samples at "
              f"{rate} Hz" + (f", {len([r for r in results if r.ok])} processes" if many else ""))

@@ -11,7 +11,7 @@ from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, 
     target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
-from kubectl_wand.cli.observe import safe, unit_label
+from kubectl_wand.cli.observe import report_unit, safe, unit_label
 from kubectl_wand.engine import live, trace
 from kubectl_wand.errors import UsageError
 from kubectl_wand.options import Scope
@@ -109,19 +109,12 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
             out.write(json.dumps({"event": "summary", **r.to_json()}) + "\n")
     else:
         for r in results:
-            name = unit_label(r)
-            if r.skipped:
-                status(f"{name}: skipped ({r.skipped})")
-            elif r.error is not None:
-                status(f"{name}: error: {safe(r.error.message, 4000)}" +
-                       (f"\nhint: {safe(r.error.hint, 2000)}" if r.error.hint else ""))
-            elif not quiet:
-                d = r.data
-                extra = "".join(f", {d[k]} {w}" for k, w in (
-                    ("dropped", "dropped by --rate"), ("lost", "lost (queue full)"),
-                    ("errors", "expression errors")) if d.get(k))
-                status(f"{name + ': ' if many else ''}trace removed ({_why(d.get('ended'))}): "
-                        f"{d.get('hits', 0)} hit(s){extra}")
+            report_unit(r, status, quiet, (
+                ("dropped", "dropped by --rate"), ("lost", "lost (queue full)"),
+                ("errors", "expression errors")),
+                lambda name, extra, d=r.data: status(
+                    f"{name + ': ' if many else ''}trace removed ({_why(d.get('ended'))}): "
+                    f"{d.get('hits', 0)} hit(s){extra}"))
     if failed:  # an expression the target's Python cannot compile is a usage error
         raise SystemExit(2 if all(r.error is not None and r.error.code == "bad-expression"
                                   for r in failed) else 1)
