@@ -51,10 +51,12 @@ debian_mirror() {
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v node >/dev/null || missing+=(nodejs)  # Microsoft's DAP test client (npm)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 else
-  step "dockerd and debootstrap present"
+  step "dockerd, debootstrap, node and npm present"
 fi
 command -v docker >/dev/null || die "no docker client after installing docker.io"
 

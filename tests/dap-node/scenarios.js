@@ -6,13 +6,13 @@
 // (no disconnect) at the named state.
 const { DebugClient } = require('@vscode/debugadapter-testsupport');
 
-const [port, scenario, app, bpLine] = [Number(process.argv[2]), process.argv[3],
-  process.argv[4], Number(process.argv[5])];
+const [port, scenario, app, bpLine, stepLine] = [Number(process.argv[2]), process.argv[3],
+  process.argv[4], Number(process.argv[5]), Number(process.argv[6] || 0)];
 
-async function session(dc, breakpoints) {
+async function session(dc, breakpoints, justMyCode = false) {
   await dc.initializeRequest({ adapterID: 'debugpy', clientID: 'vscode-testsupport',
     pathFormat: 'path', linesStartAt1: true, columnsStartAt1: true });
-  const attached = dc.attachRequest({ justMyCode: false, pathMappings: [] });
+  const attached = dc.attachRequest({ justMyCode, pathMappings: [] });
   await dc.waitForEvent('initialized');
   const bps = await dc.setBreakpointsRequest({ source: { path: app }, breakpoints });
   await dc.setExceptionBreakpointsRequest({ filters: [] });
@@ -71,6 +71,59 @@ async function main() {
     const deadline = Date.now() + 10000;
     while (logs.length < 2 && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
     out.logpoints = logs;
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'setvar') {
+    await session(dc, [{ line: bpLine }]);
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    const frame = await top(dc, ev.body.threadId);
+    const scopes = await dc.scopesRequest({ frameId: frame.id });
+    const r = await dc.setVariableRequest({
+      variablesReference: scopes.body.scopes[0].variablesReference,
+      name: 'greeting', value: "'changed by the editor'" });
+    out.setTo = r.body.value;
+    await dc.setBreakpointsRequest({ source: { path: app }, breakpoints: [] });
+    await dc.continueRequest({ threadId: ev.body.threadId });
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'pause') {
+    await session(dc, []);
+    const threads = (await dc.threadsRequest()).body.threads;
+    const main = threads.find(t => t.name === 'MainThread') || threads[0];
+    const stopped = dc.waitForEvent('stopped');
+    await dc.pauseRequest({ threadId: main.id });
+    const ev = await stopped;
+    out.reason = ev.body.reason;
+    out.frame = (await top(dc, ev.body.threadId)).name;
+    await dc.continueRequest({ threadId: ev.body.threadId });
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'twothreads') {
+    // two requests stop at one breakpoint: each continue lets the other go on and stop
+    await session(dc, [{ line: bpLine }]);
+    let stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const seen = new Set();
+    for (let i = 0; i < 2; i++) {
+      const ev = await stopped;
+      seen.add(ev.body.threadId);
+      stopped = dc.waitForEvent('stopped');
+      await dc.continueRequest({ threadId: ev.body.threadId });
+    }
+    out.threadsStopped = seen.size;
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'jmc-true' || scenario === 'jmc-false') {
+    // step into a line that calls the standard library: justMyCode decides where it lands
+    await session(dc, [{ line: stepLine }], scenario === 'jmc-true');
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    const s = dc.waitForEvent('stopped');
+    await dc.stepInRequest({ threadId: ev.body.threadId });
+    const f = await top(dc, (await s).body.threadId);
+    out.steppedInto = f.source ? f.source.path : null;
+    out.steppedFunction = f.name;
+    await dc.setBreakpointsRequest({ source: { path: app }, breakpoints: [] });
+    await dc.continueRequest({ threadId: ev.body.threadId });
     await dc.disconnectRequest({ terminateDebuggee: false });
   } else if (scenario.startsWith('die-')) {
     await session(dc, [{ line: bpLine }]);

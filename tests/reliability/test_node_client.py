@@ -40,10 +40,17 @@ def attached(app_module, node_client):
     c.assert_healthy(8000)
 
 
+def line_of(text):
+    """The line of http_app.py holding ``text``."""
+    src = (Path(__file__).resolve().parents[1] / "bed/apps/http_app.py").read_text()
+    return next(n for n, ln in enumerate(src.splitlines(), 1) if text in ln)
+
+
 def run(a, scenario, requests=(), timeout=60):
     """Run one scenario; on READY, send the HTTP requests; returns (result, request procs)."""
     line = breakpoint_line("http_app.py")
-    p = subprocess.Popen(["node", "scenarios.js", str(a[1].port), scenario, APP, str(line)],
+    p = subprocess.Popen(["node", "scenarios.js", str(a[1].port), scenario, APP, str(line),
+                          str(line_of("self.send_response(200)"))],
                          cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     reqs = []
@@ -103,4 +110,39 @@ def test_twenty_cycles(attached):
     for _ in range(20):
         res, _ = run(attached, "cycle")
         assert res["threads"] >= 1
+    serves_normally(c, c.baseline)
+
+
+def test_set_variable_changes_what_the_app_answers(attached):
+    c, _ = attached
+    res, reqs = run(attached, "setvar", ["/sv"])
+    assert res["setTo"] == "'changed by the editor'"
+    assert reqs[0].communicate(timeout=30)[0].startswith("changed by the editor #")
+    serves_normally(c, c.baseline)
+
+
+def test_pause_breaks_into_the_main_thread_then_continues(attached):
+    c, _ = attached
+    res, _ = run(attached, "pause")
+    assert res["reason"] == "pause" and res["frame"], res
+    serves_normally(c, c.baseline)
+
+
+def test_two_request_threads_stop_and_continue(attached):
+    c, _ = attached
+    res, reqs = run(attached, "twothreads", ["/t1", "/t2"])
+    assert res["threadsStopped"] == 2
+    assert sorted(r.communicate(timeout=30)[0].split()[1] for r in reqs) == ["/t1", "/t2"]
+    serves_normally(c, c.baseline)
+
+
+def test_just_my_code_decides_where_step_in_lands(attached):
+    c, _ = attached
+    mine, reqs = run(attached, "jmc-true", ["/j1"])
+    reqs[0].communicate(timeout=30)
+    lib, reqs = run(attached, "jmc-false", ["/j2"])
+    reqs[0].communicate(timeout=30)
+    assert mine["steppedInto"] == APP, mine  # stays in the app's code
+    assert lib["steppedInto"].endswith("http/server.py"), lib  # into the standard library
+    assert lib["steppedFunction"].endswith("send_response")
     serves_normally(c, c.baseline)
