@@ -125,6 +125,43 @@ async function main() {
     await dc.setBreakpointsRequest({ source: { path: app }, breakpoints: [] });
     await dc.continueRequest({ threadId: ev.body.threadId });
     await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'exception') {
+    // an exception raised in a request thread, in the app's own code (justMyCode): the
+    // "raised" exception breakpoint stops there, exceptionInfo names it
+    await session(dc, [{ line: bpLine }], true);
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    const frame = await top(dc, ev.body.threadId);
+    await dc.evaluateRequest({ frameId: frame.id, context: 'repl', expression:
+      "globals()['counter'] = type('Boom', (), {'__format__': lambda s, f: 1 / 0})()" });
+    await dc.setBreakpointsRequest({ source: { path: app }, breakpoints: [] });
+    await dc.setExceptionBreakpointsRequest({ filters: ['raised'] });
+    const exc = dc.waitForEvent('stopped');
+    await dc.continueRequest({ threadId: ev.body.threadId });
+    const ev2 = await exc;
+    out.reason = ev2.body.reason;
+    out.exception = (await dc.send('exceptionInfo', { threadId: ev2.body.threadId })).body.exceptionId;
+    const f2 = await top(dc, ev2.body.threadId);
+    out.raisedIn = f2.name;
+    await dc.evaluateRequest({ frameId: f2.id, context: 'repl',
+      expression: "globals()['counter'] = 0" });
+    await dc.setExceptionBreakpointsRequest({ filters: [] });
+    await dc.continueRequest({ threadId: ev2.body.threadId });
+    await dc.disconnectRequest({ terminateDebuggee: false });
+  } else if (scenario === 'asyncio') {
+    // a breakpoint reached from an asyncio task (uvicorn's request handler coroutine)
+    await session(dc, [{ line: bpLine }]);
+    const stopped = dc.waitForEvent('stopped');
+    console.log('READY');
+    const ev = await stopped;
+    const st = await dc.stackTraceRequest({ threadId: ev.body.threadId, levels: 20 });
+    out.frames = st.body.stackFrames.map(f => f.name);
+    const caller = st.body.stackFrames.find(f => f.name === 'anything');
+    out.rest = caller ? (await dc.evaluateRequest({ expression: 'rest', frameId: caller.id,
+      context: 'repl' })).body.result : null;
+    await dc.continueRequest({ threadId: ev.body.threadId });
+    await dc.disconnectRequest({ terminateDebuggee: false });
   } else if (scenario.startsWith('die-')) {
     await session(dc, [{ line: bpLine }]);
     if (scenario === 'die-running') {

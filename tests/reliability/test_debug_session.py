@@ -50,10 +50,10 @@ def serves_normally(c, baseline, port=8000, timeout=20.0):
     return got[-1]
 
 
-def request_in_background(c, path="/bp"):
+def request_in_background(c, path="/bp", port=8000):
     return subprocess.Popen(["docker", "exec", c.name, "python3", "-c",
                              "import urllib.request as u;print(u.urlopen("
-                             f"'http://127.0.0.1:8000{path}', timeout=60).read().decode())"],
+                             f"'http://127.0.0.1:{port}{path}', timeout=60).read().decode())"],
                             stdout=subprocess.PIPE, text=True)
 
 

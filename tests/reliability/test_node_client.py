@@ -46,10 +46,10 @@ def line_of(text):
     return next(n for n, ln in enumerate(src.splitlines(), 1) if text in ln)
 
 
-def run(a, scenario, requests=(), timeout=60):
+def run(a, scenario, requests=(), timeout=60, app=APP, port=8000):
     """Run one scenario; on READY, send the HTTP requests; returns (result, request procs)."""
-    line = breakpoint_line("http_app.py")
-    p = subprocess.Popen(["node", "scenarios.js", str(a[1].port), scenario, APP, str(line),
+    line = breakpoint_line(app.rsplit("/", 1)[1])
+    p = subprocess.Popen(["node", "scenarios.js", str(a[1].port), scenario, app, str(line),
                           str(line_of("self.send_response(200)"))],
                          cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
@@ -58,7 +58,7 @@ def run(a, scenario, requests=(), timeout=60):
     deadline = time.monotonic() + timeout
     for out in p.stdout:
         if out.strip() == "READY":
-            reqs = [request_in_background(a[0], path) for path in requests]
+            reqs = [request_in_background(a[0], path, port) for path in requests]
         elif out.startswith("{"):
             result = json.loads(out)
         if time.monotonic() > deadline:
@@ -146,3 +146,31 @@ def test_just_my_code_decides_where_step_in_lands(attached):
     assert lib["steppedInto"].endswith("http/server.py"), lib  # into the standard library
     assert lib["steppedFunction"].endswith("send_response")
     serves_normally(c, c.baseline)
+
+
+def test_exception_breakpoint_in_a_request_thread(attached):
+    c, _ = attached
+    res, reqs = run(attached, "exception", ["/boom"])
+    assert res["reason"] == "exception" and res["exception"] == "ZeroDivisionError", res
+    assert res["raisedIn"] == "handle"
+    reqs[0].communicate(timeout=30)  # that request failed; the app goes on
+    serves_normally(c, c.baseline)
+
+
+@pytest.fixture(scope="module")
+def attached_asgi(app_module, node_client):
+    c = app_module("sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app --host "
+                   "127.0.0.1 --port 8001", ready="Application startup complete")
+    c.baseline = max(rate(c, 8001), rate(c, 8001))
+    a = Attached(f"docker/{c.name}", "--local-port", "0")
+    yield c, a
+    rc, err = a.stop()
+    assert rc == 0, err
+
+
+def test_breakpoint_reached_from_an_asyncio_task(attached_asgi):
+    c, _ = attached_asgi
+    res, reqs = run(attached_asgi, "asyncio", ["/task"], app="/app/asgi_app.py", port=8001)
+    assert "anything" in res["frames"] and res["rest"] == "'task'", res
+    assert reqs[0].communicate(timeout=30)[0].startswith("hello /task")
+    serves_normally(c, c.baseline, port=8001)
