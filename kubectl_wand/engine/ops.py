@@ -349,7 +349,8 @@ def run_code(session: Session, source: bytes, filename: str, timeout: Optional[f
             if res.traceback and len(res.traceback) > max_output:
                 res.traceback = res.traceback[:max_output] + "\n[kubectl-wand] traceback cut\n"
             res.phase = "compile" if ev.get("phase") == "compile" else "run"
-            res.stopped = ev.get("stopped") is True
+            stopped = ev.get("stopped")  # why it was stopped ("timeout", "interrupt"…)
+            res.stopped = str(stopped)[:40] if isinstance(stopped, str) and stopped else None
             if ev.get("detached"):
                 res.detached = ev
         elif ev.get("event") == "stopping":
