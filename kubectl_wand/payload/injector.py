@@ -606,7 +606,7 @@ def _kept_alive(fd):
     try:
         marker = json.loads(os.read(kfd, 200).decode())
         pid, start = marker[:2]
-        if len(marker) > 2 and time.time() > float(marker[2]) + 1:
+        if len(marker) > 2 and time.time() > float(marker[2]):
             return False  # its --keep lifetime is over: the debugger stopped by itself
         return alive(int(pid), int(start))
     except (ValueError, TypeError, OSError):
