@@ -97,20 +97,6 @@ async function main() {
     out.frame = (await top(dc, ev.body.threadId)).name;
     await dc.continueRequest({ threadId: ev.body.threadId });
     await dc.disconnectRequest({ terminateDebuggee: false });
-  } else if (scenario === 'twothreads') {
-    // two requests stop at one breakpoint: each continue lets the other go on and stop
-    await session(dc, [{ line: bpLine }]);
-    let stopped = dc.waitForEvent('stopped');
-    console.log('READY');
-    const seen = new Set();
-    for (let i = 0; i < 2; i++) {
-      const ev = await stopped;
-      seen.add(ev.body.threadId);
-      stopped = dc.waitForEvent('stopped');
-      await dc.continueRequest({ threadId: ev.body.threadId });
-    }
-    out.threadsStopped = seen.size;
-    await dc.disconnectRequest({ terminateDebuggee: false });
   } else if (scenario === 'jmc-true' || scenario === 'jmc-false') {
     // step into a line that calls the standard library: justMyCode decides where it lands
     await session(dc, [{ line: stepLine }], scenario === 'jmc-true');

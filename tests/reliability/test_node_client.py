@@ -5,6 +5,7 @@ the client at each state. After each, the target serves at its normal rate (poll
 import json
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -55,15 +56,18 @@ def run(a, scenario, requests=(), timeout=60, app=APP, port=8000):
                          text=True)
     reqs = []
     result = None
-    deadline = time.monotonic() + timeout
-    for out in p.stdout:
-        if out.strip() == "READY":
-            reqs = [request_in_background(a[0], path, port) for path in requests]
-        elif out.startswith("{"):
-            result = json.loads(out)
-        if time.monotonic() > deadline:
-            break
-    p.wait(timeout=30)
+    # a hung client must fail the test, not hang it: it is killed after ``timeout``
+    killer = threading.Timer(timeout, p.kill)
+    killer.start()
+    try:
+        for out in p.stdout:
+            if out.strip() == "READY":
+                reqs = [request_in_background(a[0], path, port) for path in requests]
+            elif out.startswith("{"):
+                result = json.loads(out)
+        p.wait(timeout=30)
+    finally:
+        killer.cancel()
     assert result is not None and "error" not in result, (result, p.stderr.read())
     return result, reqs
 
@@ -125,14 +129,6 @@ def test_pause_breaks_into_the_main_thread_then_continues(attached):
     c, _ = attached
     res, _ = run(attached, "pause")
     assert res["reason"] == "pause" and res["frame"], res
-    serves_normally(c, c.baseline)
-
-
-def test_two_request_threads_stop_and_continue(attached):
-    c, _ = attached
-    res, reqs = run(attached, "twothreads", ["/t1", "/t2"])
-    assert res["threadsStopped"] == 2
-    assert sorted(r.communicate(timeout=30)[0].split()[1] for r in reqs) == ["/t1", "/t2"]
     serves_normally(c, c.baseline)
 
 
