@@ -15,10 +15,12 @@ import sys
 import threading
 
 MAX_MESSAGE = 1 << 20  # characters of one server message relayed (a huge `p` is cut)
-MAX_REQUEST = 1 << 20
+MAX_LINE = 4 << 20  # bytes of one server line read; a longer one is dropped with a notice
+MAX_REQUEST = 1 << 20  # bytes of one CLI frame
+FINISH_WAIT = 5.0  # seconds a stopped thread gets to leave the server after our EOF
 
 
-def make_server(pdb, bdb, sockfile, thread):
+def make_server(pdb, bdb, sockfile, thread, idle):
     class Tracer(bdb._MonitoringTracer):
         """Events of ``thread`` only, whoever starts the trace (the stock one binds to the
         thread that calls start_trace)."""
@@ -41,6 +43,21 @@ def make_server(pdb, bdb, sockfile, thread):
             self.clear_all_breaks()  # detach leaves no breakpoint behind
             super().detach()
 
+        def interaction(self, frame, tb):
+            idle.clear()  # the debugged thread waits at our prompt
+            try:
+                super().interaction(frame, tb)
+            finally:
+                idle.set()
+
+        def _read_reply(self):
+            # The stock server lets a closed file's ValueError escape into the debugged
+            # thread, where it kills the app: a session that ended is an EOF, it detaches.
+            try:
+                return super()._read_reply()
+            except (OSError, ValueError):
+                raise EOFError from None
+
     return Server()
 
 
@@ -51,7 +68,9 @@ class Bridge:
         self.ours, theirs = socket.socketpair()
         self.sockfile = theirs.makefile("rwb")
         theirs.close()  # the makefile keeps its own reference
-        self.done = threading.Event()
+        self.done = threading.Event()  # the server closed its end (it detached)
+        self.idle = threading.Event()  # no thread is in the server's interaction
+        self.idle.set()
 
     def pick_thread(self):
         want = self.params.get("thread")
@@ -78,7 +97,7 @@ class Bridge:
         frame = sys._current_frames().get(self.thread.ident)
         if frame is None:
             raise LookupError("thread %s has no Python frame" % self.thread.name)
-        self.server = make_server(pdb, bdb, self.sockfile, self.thread)
+        self.server = make_server(pdb, bdb, self.sockfile, self.thread, self.idle)
         threading.Thread(target=self.pump, name="kubectl-wand-pdb-bridge", daemon=True).start()
         self.chan.send("pdb-attached", thread=self.thread.name, native_id=self.thread.native_id)
         self.trace(frame)
@@ -90,13 +109,22 @@ class Bridge:
         self.server.monitoring_tracer.update_local_events(frame)
 
     def pump(self):
-        """Server -> CLI: each JSON line as one ``pdb`` event (bounded)."""
+        """Server -> CLI: each JSON line as one ``pdb`` event (bounded). It reads until the
+        server closes its end, so a server writing as it detaches never blocks on a full
+        socket; a message over MAX_MESSAGE is cut, a line over MAX_LINE dropped."""
         f = self.ours.makefile("rb")
+        tail = False  # inside the rest of an over-long line
         try:
             while True:
-                line = f.readline(MAX_REQUEST)
+                line = f.readline(MAX_LINE)
                 if not line:
                     break
+                if tail or not line.endswith(b"\n"):
+                    if not tail:
+                        self.chan.send("pdb", msg={"type": "error", "message":
+                                                   "[kubectl-wand: an over-long output dropped]"})
+                    tail = not line.endswith(b"\n")
+                    continue
                 try:
                     msg = json.loads(line.decode("utf-8", "replace"))
                 except ValueError:
@@ -105,7 +133,7 @@ class Bridge:
                 if isinstance(m, str) and len(m) > MAX_MESSAGE:
                     msg["message"] = m[:MAX_MESSAGE] + "\n[kubectl-wand: message cut]\n"
                 self.chan.send("pdb", msg=msg)
-        except OSError:
+        except (OSError, ValueError):
             pass
         self.done.set()  # the server closed its end: it detached
         self.chan.send("pdb-detached")  # the CLI answers with a stop: this op ends
@@ -146,14 +174,23 @@ class Bridge:
             pass
 
     def finish(self):
-        """Whatever state the session is in: no trace, no breakpoints, nothing of ours."""
+        """Whatever state the session is in: no trace, no breakpoints, nothing of ours.
+
+        The server's file is the debugged thread's to close: a thread at our prompt reads
+        EOF (we shut our sending side) and detaches by itself; we wait for that, and close
+        its file only when no thread is in the server (a late reader sees EOF either way)."""
         import pdb
 
         try:
-            self.ours.shutdown(socket.SHUT_RDWR)  # a server at its prompt reads EOF: it quits
+            self.ours.shutdown(socket.SHUT_WR)  # a server at its prompt reads EOF: it quits
         except OSError:
             pass
-        self.done.wait(2.0)
+        if not self.idle.wait(FINISH_WAIT):
+            # still inside the server after the EOF: the user's own code runs in `interact`
+            # or a `p`; it detaches when that returns (the EOF waits for it)
+            self.chan.send("pdb", msg={"type": "error", "message": "[kubectl-wand: the "
+                           "debugged thread is still running a command; it detaches when "
+                           "the command returns]"})
         s = self.server
         if s is not None:
             try:
@@ -164,11 +201,16 @@ class Bridge:
             self.untrace(s)
             if pdb.Pdb._last_pdb_instance is s:
                 pdb.Pdb._last_pdb_instance = None
-        for f in (self.sockfile, self.ours):
+        if self.idle.is_set():
             try:
-                f.close()
-            except OSError:
+                self.sockfile.close()
+            except (OSError, ValueError):
                 pass
+            self.done.wait(FINISH_WAIT)  # the pump drains what was left and ends
+        try:
+            self.ours.close()
+        except OSError:
+            pass
 
 
 def run(chan, params, agent):

@@ -1,8 +1,12 @@
 """`kubectl wand pdb`: CPython 3.14's remote pdb inside a live container process, driven like
 a person at a terminal (pexpect). Afterwards the target runs on with nothing of pdb left."""
 
+import json
+import subprocess
+
 import pytest
 
+from tests.conftest import IMAGE
 from tests.console.common import APPS, MOUNT, assert_clean, counter_moves, kill_hard, pexpect, \
     spawn
 
@@ -100,9 +104,6 @@ def test_detach_leaves_no_breakpoints(plain, tmp_path):
     assert_clean(plain)
 
 
-@pytest.mark.xfail(strict=False, reason="intermittent: run after the other pdb tests, the app "
-                   "container was once gone after the client was killed while stopped (alone it "
-                   "passes); under investigation, see the session's closing note")
 def test_client_killed_while_stopped(plain, tmp_path):
     p = attach(plain, tmp_path)
     p.sendline(f"b /wapps/plainapp.py:{line_of('y = x + 1')}")
@@ -159,8 +160,6 @@ def test_thread_and_a_main_loop_without_calls(threads, tmp_path):
     assert counter_moves(threads, "main.spins")
 
 
-@pytest.mark.xfail(strict=False, reason="intermittent, like test_client_killed_while_stopped: "
-                   "the app container was gone after the client was killed (under investigation)")
 def test_completion_then_client_killed_in_interact(plain, tmp_path):
     p = attach(plain, tmp_path)
     p.sendline("up")  # to main(), whose globals hold `counter` and `settings`
@@ -178,3 +177,24 @@ def test_completion_then_client_killed_in_interact(plain, tmp_path):
     kill_hard(p)
     assert_clean(plain)
     assert counter_moves(plain)
+
+
+PAYLOAD = APPS.parent.parent.parent / "kubectl_wand" / "payload"
+
+
+@pytest.mark.parametrize("where", ["prompt", "interact", "busy"])
+def test_session_ended_under_a_stopped_thread_never_raises_in_it(docker, where):
+    """The bridge alone, many times: a session ends (the client died) while the debugged
+    thread waits at the prompt or in `interact`. Once, closing the server's file under it
+    raised ValueError in the app's thread and killed the app. `busy`: the thread still runs
+    the user's command in `interact`; it is told, and the thread detaches when it returns."""
+    rounds = 1 if where == "busy" else 30
+    cp = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", "1000:1000",
+         "-v", f"{PAYLOAD}:/wpayload:ro", "-v", f"{APPS}:/wapps:ro", IMAGE,
+         "python3", "/wapps/bridge_stress.py", "/wpayload", str(rounds), where],
+        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    got = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert got == {"notices": [True] if where == "busy" else [], "stopped": rounds, "errors": [], "alive": True, "moving": True,
+                   "tool": None, "pdb": False, "breaks": [], "threads": []}, cp.stderr[-3000:]
