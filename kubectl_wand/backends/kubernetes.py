@@ -124,7 +124,7 @@ def default_container(pod: dict, wanted: Optional[str]) -> str:
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
-    slow_forward = True  # a kubectl process per forward: cli/attach starts it early
+    slow_forward = True  # a kubectl process per forward: engine/attach starts it early
     front_forward = True  # kubectl port-forward cannot add the gate's secret: a Front does
 
     def __init__(self, where: TargetOptions):

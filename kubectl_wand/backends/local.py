@@ -38,6 +38,11 @@ class LocalBackend(Backend):
                         extra={"pid": target.pid})]
         return [Box(id="local", display="local")]
 
+    followable = False  # a host PID has no replacement to wait for
+
+    def attached(self, box: Box, pid: int):
+        box.extra["attached_pid"] = pid
+
     def target_gone(self, box: Box):
         pid = box.extra.get("attached_pid") or box.extra.get("pid")
         if pid and not os.path.exists(f"/proc/{pid}"):
