@@ -6,14 +6,13 @@ import sys
 
 import click
 
-from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
-                                     target_options)
-from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand import progress
+from kubectl_wand.cli.common import ask_process, is_tty, kube_options, status, target_options
+from kubectl_wand.cli.fanout import fanout_options
+from kubectl_wand.engine import exec as engine
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.safe_text import StreamFilter
-from kubectl_wand.options import Scope
 
 
 @click.command("exec")
@@ -57,53 +56,28 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
                          "e.g. kubectl wand exec deploy/app -c 'print(1)'")
     # argv bytes that are not UTF-8 arrive as surrogate escapes: send them as they were typed
     source = ops.read_script(path) if path else code.encode("utf-8", "surrogateescape")
-    ops.refuse_fatal(source, force)
-    filename = path if path and path != "-" else "<kubectl-wand -c>"
-    if detach and (all_ready or all_processes):
-        raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
-    if all_ready or all_processes:
-        return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
-                        quiet, pid, all_ready, all_processes, max_parallel, topts, raw)
-    _, backend, boxes = resolve(target, topts)
-    box = boxes[0]
-    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
-        session = ops.open_session(backend, box, pid=pid,
-                                   ask=ask_process if is_tty() else None,
-                                   signal=topts.nudge)
-    if not quiet and output == "text":
-        status(f"Running in {box.display}, {session.choice.reason}")
-    collected = {"stdout": [], "stderr": []}
-    streams = {"stdout": sys.stdout, "stderr": sys.stderr}
-    # on a terminal, what the code printed may not drive the terminal (unless --raw)
-    filters = {name: StreamFilter() for name, s in streams.items()
-               if not raw and _isatty(s)}
-
-    def on_output(stream, data):
-        if output == "json":
-            collected[stream].append(data)
-        else:
-            f = filters.get(stream)
-            streams[stream].write(f.feed(data) if f else data)
-            streams[stream].flush()
-
+    opts = engine.ExecOptions(
+        target, source, filename=path if path and path != "-" else "<kubectl-wand -c>",
+        where=topts, pid=pid, timeout=timeout, detach=detach, ack_timeout=ack_timeout,
+        max_output=max_output, all_ready=all_ready, all_processes=all_processes,
+        max_parallel=max_parallel, force=force)
+    if opts.fanned:
+        return _fan_out(opts, output, quiet, raw)
+    view = View(output, quiet, raw)
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Ctrl-C (or a TERM) stops the code in the target: also when started with SIGINT
         # ignored (a background job of a script)
         signal.signal(sig, signal.default_int_handler)
     try:
-        res = ops.run_code(session, source, filename, timeout, on_output, max_output,
-                           ack_timeout, detach=detach)
+        done = engine.run(opts, view)
     finally:
-        session.close()
-        for name, f in filters.items():
-            streams[name].write(f.flush())
-    ended = res.timed_out or res.interrupted
-    if ended and res.stopped:
-        res.traceback = None  # the stop's own exception in the user's code: said below
+        view.flush()
+    res, pid = done.result, done.pid
     if output == "json":
         click.echo(json.dumps({
-            "target": box.display, "pid": session.pid, "status": res.status,
-            "stdout": "".join(collected["stdout"]), "stderr": "".join(collected["stderr"]),
+            "target": done.display, "pid": pid, "status": res.status,
+            "stdout": "".join(view.collected["stdout"]),
+            "stderr": "".join(view.collected["stderr"]),
             "traceback": res.traceback, "truncated": res.truncated, "timed_out": res.timed_out,
             "interrupted": res.interrupted, "stopped": bool(res.stopped),
             "blocked_in": (res.blocked or {}).get("call") if res.blocked else None,
@@ -111,16 +85,16 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
             "seconds": res.seconds}, indent=2))
     elif res.detached and res.status is None:
         status(f"started in the background in thread {res.detached.get('thread')!r} of PID "
-               f"{session.pid}; it keeps running after this command (its output goes to the "
-               f"process's own stdout/stderr). `kubectl wand ps {box.display} -o wide` lists it.")
+               f"{pid}; it keeps running after this command (its output goes to the "
+               f"process's own stdout/stderr). `kubectl wand ps {done.display} -o wide` lists it.")
         raise SystemExit(0)
     else:
         if res.traceback:
-            f = filters.get("stderr")
+            f = view.filters.get("stderr")
             sys.stderr.write(f.feed(res.traceback) + f.flush() if f else res.traceback)
         if res.phase == "compile" and res.status:
             raise WandError(f"the code does not compile in the target's Python "
-                            f"(PID {session.pid}); nothing ran",
+                            f"(PID {pid}); nothing ran",
                             "fix the line shown above (the target's Python version decides "
                             "the syntax; a file not in UTF-8 needs a coding declaration)",
                             code="syntax", exit_code=1)
@@ -128,27 +102,56 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
             last = res.traceback.strip().splitlines()[-1] if res.traceback.strip() else "?"
             status(f"error: the code raised {last} (exit status {res.status})")
             status(f"hint: the exception stayed in the injected code's thread; PID "
-                   f"{session.pid} carries on")
+                   f"{pid} carries on")
         if res.truncated:
             status(f"[kubectl-wand] output truncated at {max_output} characters (--max-output)")
         if res.timed_out:
             raise WandError(f"the code did not finish within {timeout:g}s; "
-                            + ops.describe_stop(res, session.pid),
+                            + ops.describe_stop(res, pid),
                             "raise --timeout, make the code return sooner, or run it with "
                             "--detach", code="timeout", exit_code=124)
         if res.interrupted:
-            raise WandError("interrupted; " + ops.describe_stop(res, session.pid),
+            raise WandError("interrupted; " + ops.describe_stop(res, pid),
                             "--detach runs code that should outlive this command",
                             code="interrupted", exit_code=130)
     if res.timed_out:
         raise SystemExit(124)
     if res.interrupted:
         raise SystemExit(130)
-    if res.status is None:
-        session.raise_if_gone()
-        raise WandError("the injected code reported no result", "see the target's stderr",
-                        code="no-result")
     raise SystemExit(res.status or 0)
+
+
+class View:
+    """exec's progress on stderr, the code's output on stdout/stderr as it comes (made safe
+    for a terminal unless --raw), or collected for -o json."""
+
+    def __init__(self, output, quiet, raw):
+        self.fmt, self.quiet = output, quiet
+        self.ask = ask_process if is_tty() else None
+        self.collected = {"stdout": [], "stderr": []}
+        self.streams = {"stdout": sys.stdout, "stderr": sys.stderr}
+        # on a terminal, what the code printed may not drive the terminal (unless --raw)
+        self.filters = {name: StreamFilter() for name, s in self.streams.items()
+                        if not raw and _isatty(s)}
+
+    def step(self, text):
+        return progress.spinner(text, force=False if self.quiet else None)
+
+    def started(self, where, why):
+        if not self.quiet and self.fmt == "text":
+            status(f"Running in {where}, {why}")
+
+    def output(self, stream, data):
+        if self.fmt == "json":
+            self.collected[stream].append(data)
+        else:
+            f = self.filters.get(stream)
+            self.streams[stream].write(f.feed(data) if f else data)
+            self.streams[stream].flush()
+
+    def flush(self):
+        for name, f in self.filters.items():
+            self.streams[name].write(f.flush())
 
 
 def _isatty(stream) -> bool:
@@ -158,21 +161,16 @@ def _isatty(stream) -> bool:
         return False
 
 
-def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output, quiet, pid,
-             all_ready, all_processes, max_parallel, topts, raw=False):
+def _fan_out(opts, output, quiet, raw=False):
     """exec --all / --all-processes: every unit in parallel, results grouped, a summary."""
     from kubectl_wand.cli import fanout as render
-    from kubectl_wand.engine import fanout
 
-    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
-    _, backend, boxes = resolve(target, topts)
-    units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
-    if not quiet and output == "text":
-        what = "process(es)" if all_processes else "target(s)"
-        status(f"Running in {len(units)} {what}, at most {max_parallel} at a time")
-    results = fanout.run_all(backend, units,
-                             fanout.exec_work(source, filename, timeout, max_output, ack_timeout),
-                             max_parallel, signal=topts.nudge)
+    def on_plan(n):
+        if not quiet and output == "text":
+            what = "process(es)" if opts.all_processes else "target(s)"
+            status(f"Running in {n} {what}, at most {opts.max_parallel} at a time")
+
+    results = engine.run_all(opts, on_plan)
     if output == "json":
         render.render_json(results)
     else:

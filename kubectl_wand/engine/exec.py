@@ -1,0 +1,104 @@
+"""`exec`: run code in one live process (or, with --all/--all-processes, in each replica or
+process in parallel) and bring back its output and result.
+
+The CLI builds an :class:`ExecOptions` and a view; :func:`run` resolves the target, opens a
+session (engine/ops.py), runs the code (``ops.run_code``) and returns what happened."""
+
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager, List, Optional, Protocol
+
+from kubectl_wand.engine import fanout, ops
+from kubectl_wand.engine.procs import Proc
+from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.options import Scope, TargetOptions
+
+
+@dataclass
+class ExecOptions:
+    target: str
+    source: bytes
+    filename: str = "<kubectl-wand -c>"
+    where: TargetOptions = field(default_factory=TargetOptions)
+    pid: Optional[int] = None
+    timeout: Optional[float] = 30.0
+    detach: bool = False  # start in a background thread of the target and return
+    ack_timeout: float = 5.0
+    max_output: int = 8 << 20
+    all_ready: bool = False  # every ready replica
+    all_processes: bool = False  # every Python process of each target
+    max_parallel: int = fanout.DEFAULT_MAX_PARALLEL
+    force: bool = False  # run code that would end the process
+
+    def __post_init__(self):
+        if self.detach and self.fanned:
+            raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
+        ops.refuse_fatal(self.source, self.force)
+
+    @property
+    def fanned(self) -> bool:
+        return self.all_ready or self.all_processes
+
+
+class ExecView(Protocol):
+    """How the CLI shows an exec: a spinner for slow steps, an interactive process choice
+    (None without a terminal), the code's output as it comes, and a line when it starts."""
+
+    ask: Optional[Callable[[List[Proc]], Proc]]
+
+    def step(self, text: str) -> ContextManager: ...
+
+    def started(self, where: str, why: str) -> None: ...
+
+    def output(self, stream: str, data: str) -> None: ...
+
+
+@dataclass
+class Done:
+    """One process's run: where, which PID, and the result (ops.ExecResult)."""
+    display: str
+    pid: int
+    result: ops.ExecResult
+
+
+def run(opts: ExecOptions, view: ExecView) -> Done:
+    """Run the code in the one process the target names; KeyboardInterrupt (Ctrl-C) stops
+    it in the target and the result says so."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.targets import parse_target
+
+    target = parse_target(opts.target)
+    backend = backend_for(target, opts.where)
+    box = backend.resolve(target)[0]
+    with view.step(f"reaching {box.display}"):
+        session = ops.open_session(backend, box, pid=opts.pid, ask=view.ask,
+                                   signal=opts.where.nudge)
+    view.started(box.display, session.choice.reason)
+    try:
+        res = ops.run_code(session, opts.source, opts.filename, opts.timeout, view.output,
+                           opts.max_output, opts.ack_timeout, detach=opts.detach)
+    finally:
+        session.close()
+    if res.status is None and not (res.timed_out or res.interrupted or res.detached):
+        session.raise_if_gone()
+        raise WandError("the injected code reported no result", "see the target's stderr",
+                        code="no-result")
+    if (res.timed_out or res.interrupted) and res.stopped:
+        res.traceback = None  # the stop's own exception in the user's code: said apart
+    return Done(box.display, session.pid, res)
+
+
+def run_all(opts: ExecOptions, on_plan: Callable[[int], None]) -> list:
+    """--all / --all-processes: every unit in parallel; ``on_plan(n)`` hears how many."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.targets import parse_target
+
+    opts.where.scope = Scope.EVERY_READY if opts.all_ready else Scope.ONE
+    target = parse_target(opts.target)
+    backend = backend_for(target, opts.where)
+    boxes = backend.resolve(target)
+    units = fanout.plan(backend, boxes, opts.pid, opts.all_processes, opts.max_parallel)
+    on_plan(len(units))
+    return fanout.run_all(backend, units,
+                          fanout.exec_work(opts.source, opts.filename, opts.timeout,
+                                           opts.max_output, opts.ack_timeout),
+                          opts.max_parallel, signal=opts.where.nudge)
