@@ -107,11 +107,10 @@ def _attach_once(backend, box, port, local_port, keep, wait_for_client, ack_time
         raise
     reached.set()
     proc = session.choice.proc
-    box.extra["attached_pid"] = proc.pid
+    backend.attached(box, proc.pid)
     status(f"{'Attaching' if first else 'Re-attaching'} to {box.display}, "
            f"{session.choice.reason}: {proc.command[:80]}")
-    debug_port = backend.debug_port(box, port, local_port) \
-        if hasattr(backend, "debug_port") else port
+    debug_port = backend.debug_port(box, port, local_port)
     att = ops.Attachment(session, port=debug_port, keep=bool(keep),
                          wait_for_client=wait_for_client, ack_timeout=ack_timeout,
                          keep_seconds=keep)
