@@ -78,6 +78,9 @@ class Backend:
     forward_after_reach = False
     # The forward cannot speak the debugger gate's secret itself: a local Front adds it
     front_forward = False
+    # attach may wait for a replacement (a new pod of the workload, a restarted worker);
+    # a host PID has none
+    followable = True
 
     def resolve(self, target) -> List[Box]:
         raise NotImplementedError
@@ -116,13 +119,13 @@ class Backend:
     def forward(self, box: Box, remote_port: int, local_port: int):
         raise NotImplementedError
 
-    def attached(self, box: Box, pid: int):
-        """The engine attached to process ``pid`` of ``box`` (the backend may remember it)."""
-
     def debug_port(self, box: Box, port: int, local_port: int) -> int:
-        """The port the debugger gate listens on in the target, asked for ``port`` with the
-        editor's side on ``local_port``."""
+        """The port debugpy should listen on inside the target (a backend sharing the host's
+        network picks one that is free there)."""
         return port
+
+    def attached(self, box: Box, pid: int):
+        """attach chose process ``pid`` in ``box`` (a backend may need it later)."""
 
     def target_gone(self, box: Box) -> Optional[str]:
         """Why ``box`` is no longer there (its container stopped…), or None if it is, or if

@@ -34,7 +34,7 @@ class DockerBox(Box):
 
 
 class DockerBackend(Backend):
-    slow_forward = True  # its relays start ahead (prespawn): cli/attach makes it early
+    slow_forward = True  # its relays start ahead (prespawn): engine/attach starts it early
     forward_after_reach = True  # …once the injector's own `docker exec` has started
     def __init__(self, runtime: str = "docker", image: str = None, idle: int = HELPER_IDLE_SECONDS):
         self.runtime, self.image, self.idle = runtime, image, idle

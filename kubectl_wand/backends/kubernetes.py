@@ -55,7 +55,7 @@ def selector_string(selector: dict) -> str:
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
-    slow_forward = True  # a kubectl process per forward: cli/attach starts it early
+    slow_forward = True  # a kubectl process per forward: engine/attach starts it early
     front_forward = True  # kubectl port-forward cannot add the gate's secret: a Front does
 
     def __init__(self, where: TargetOptions):

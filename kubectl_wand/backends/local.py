@@ -40,6 +40,7 @@ class LocalBox(Box):
 
 class LocalBackend(Backend):
     name = "local"
+    followable = False  # a host PID has no replacement to wait for
 
     def resolve(self, target) -> List[LocalBox]:
         if target.pid is not None:

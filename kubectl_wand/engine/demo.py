@@ -10,7 +10,7 @@ from typing import Callable
 
 from kubectl_wand.backends.docker import DockerBackend
 from kubectl_wand.dap import DAPClient
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import attach, ops
 from kubectl_wand.errors import WandError
 from kubectl_wand.targets import Target
 
@@ -62,7 +62,7 @@ def run_demo(image: str, runtime: str, say: Callable[[str], None],
         box = backend.resolve(Target(runtime, name))[0]
         t1 = time.monotonic()
         session = ops.open_session(backend, box)
-        att = ops.Attachment(session, port=5679)
+        att = attach.Attachment(session, port=5679)
         ev = att.start()
         fwd = backend.forward(box, ev["port"], 0)
         say(f"2. debugpy listening on 127.0.0.1:{ev['port']} inside the app (PID "

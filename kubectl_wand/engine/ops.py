@@ -1,15 +1,14 @@
-"""The operations behind the subcommands: open a target, pick a process, exec, attach."""
+"""The operations behind the subcommands: open a target, pick a process, exec."""
 
 import ast
 import os
-import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from kubectl_wand.engine import bundle
 from kubectl_wand.engine.procs import Choice, Proc, choose
-from kubectl_wand.engine.session import CLOSED, Channel, Session
+from kubectl_wand.engine.session import Channel, Session
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.names import SIGNALS
 from kubectl_wand.safe_text import safe
@@ -379,109 +378,3 @@ def describe_stop(res: ExecResult, pid: int) -> str:
         return f"the code was stopped in PID {pid} (after {res.seconds:g}s); the process carries on"
     return (f"the code's end was not confirmed by PID {pid}; it may still be running in "
             "thread 'kubectl-wand-exec' (see `kubectl wand stacks`)")
-
-
-def remote_root(proc: Proc) -> str:
-    """Where the app's source lives in the target, for the editor's pathMappings."""
-    cwd = proc.cwd or "/"
-    args = proc.argv[1:]
-    while args:
-        a = args.pop(0)
-        if a in ("-m", "-c"):
-            break
-        if a in ("-X", "-W"):
-            args[:1] = []
-            continue
-        if a.startswith("-"):
-            continue
-        if a.endswith(".py"):
-            return posixpath.dirname(posixpath.normpath(posixpath.join(cwd, a)))
-        break
-    for i, a in enumerate(proc.argv):
-        if a == "--chdir" and i + 1 < len(proc.argv):
-            return posixpath.normpath(posixpath.join(cwd, proc.argv[i + 1]))
-    return cwd
-
-
-class Attachment:
-    """debugpy listening inside the target, behind its gate, for as long as this object lives.
-
-    The session's secret (``preamble``) must open every connection to the gate; the
-    forwarders add it. Without --keep, the agent's connection stays open as the session's
-    lifeline: ``detach()`` sends it a stop; if this process dies, its end does the same."""
-
-    def __init__(self, session: Session, port: int = 5679, keep: bool = False,
-                 wait_for_client: bool = False, ack_timeout: float = 5.0,
-                 keep_seconds: Optional[float] = None):
-        import secrets
-
-        self.session, self.port, self.keep = session, port, keep
-        self.keep_seconds = keep_seconds
-        self.wait_for_client, self.ack_timeout = wait_for_client, ack_timeout
-        self.listening: Optional[dict] = None
-        self.secret = secrets.token_hex(24)
-        self.detached: Optional[dict] = None
-
-    @property
-    def preamble(self) -> Optional[bytes]:
-        """First bytes of each connection to the gate (None: the app's own debugpy, no gate)."""
-        if self.listening and self.listening.get("gated"):
-            return b"kubectl-wand-dap " + self.secret.encode() + b"\n"
-        return None
-
-    def start(self) -> dict:
-        events = self.session.request(
-            "attach", {"port": self.port, "wait_for_client": self.wait_for_client,
-                       "keep": self.keep, "keep_seconds": self.keep_seconds,
-                       "secret": self.secret},
-            keep=self.keep, **self._debugpy(),
-            ack_timeout=self.ack_timeout, until=("listening", "ready"))
-        for ev in events:
-            if ev.get("event") == "listening":
-                port = ev.get("port")
-                if port is not None and not (isinstance(port, int) and 0 < port < 65536):
-                    raise WandError("the target reported an invalid debug port",
-                                    "check the target process", code="listen-failed")
-                self.listening = ev
-                return ev
-            if ev.get("event") == "error":
-                raise WandError(ev.get("message"), ev.get("hint"), code=ev.get("code"))
-        raise WandError("the debugger did not report that it is listening",
-                        "see the target's stderr for a traceback", code="listen-failed")
-
-    def _debugpy(self) -> dict:
-        """What the attach request carries of debugpy: a word when the helper's cache holds
-        the tree compiled for this interpreter (stage 2 said so), else the archive itself."""
-        if self.session.stage2.get("cached"):
-            return {"debugpy": "cached"}
-        return {"blobs": [("debugpy.tgz", bundle.archive())]}
-
-    def wait(self, poll: float = 0.5) -> dict:
-        """The injector's next unsolicited event (a client came or went, target exit,
-        closed), or idle after ``poll``."""
-        import queue
-
-        try:
-            ev = self.session.chan.events.get(timeout=poll)
-        except queue.Empty:
-            return {"event": "idle"}
-        if ev is CLOSED:
-            return {"event": "closed"}
-        if ev.get("event") == "detached":
-            self.detached = ev
-        return ev
-
-    def detach(self) -> Optional[dict]:
-        if self.keep:
-            self.session.chan.send({"op": "leave",
-                                    "until": (self.listening or {}).get("keep_until")})
-            self.session.chan.close()
-            return None
-        # Bounded: a user pressing Ctrl-C wants out, even if the pod is unreachable.
-        self.session.timeout = min(self.session.timeout, 15.0)
-        if self.detached is None and self.listening and not self.listening.get("foreign"):
-            self.session.send_control({"op": "stop", "why": "detach"})
-            events = self.session._until("ready", self.session.timeout)
-            self.detached = next((e for e in events if e.get("event") == "detached"), None)
-        self.session.close()
-        return self.detached

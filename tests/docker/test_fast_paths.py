@@ -8,7 +8,7 @@ import subprocess
 
 from kubectl_wand.backends.docker import DockerBackend
 from kubectl_wand.dap import DAPClient
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import attach, ops
 from tests.conftest import WAND, wait_for_line, wand
 
 TICKING = ("python3", "-c", "import time\nprint('READY 0', flush=True)\n"
@@ -62,8 +62,8 @@ def test_second_attach_uses_the_helpers_compiled_tree(app):
     s = ops.open_session(backend, box, debugpy=True)
     try:
         assert s.stage2.get("cached") is True and s.stage2["python"].startswith("3.14.")
-        assert "blobs" not in ops.Attachment(s)._debugpy()  # nothing to ship
-        att = ops.Attachment(s, port=5679)
+        assert "blobs" not in attach.Attachment(s)._debugpy()  # nothing to ship
+        att = attach.Attachment(s, port=5679)
         ev = att.start()
         assert ev.get("event") == "listening" and not ev.get("reused")
         res = wand_exec_in(c, "import debugpy, debugpy.server.api as a\n"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import attach, ops
 from kubectl_wand.engine.procs import Proc, assign_roles
 from kubectl_wand.errors import WandError
 
@@ -153,7 +153,7 @@ def test_pick_process_long_command_cut_at_100():
     (["python3", "/app/x.py"], None, "/app"),
 ])
 def test_remote_root(argv, cwd, root):
-    assert ops.remote_root(Proc(1, 0, 0, argv, python="3.14", cwd=cwd)) == root
+    assert attach.remote_root(Proc(1, 0, 0, argv, python="3.14", cwd=cwd)) == root
 
 
 WINCH_BIT = format(1 << 27, "x")  # SigCgt bit of SIGWINCH (28)
