@@ -2,7 +2,7 @@
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import List, Optional
 
 from kubectl_wand.errors import WandError
@@ -35,13 +35,35 @@ def exec_not_found(stderr: str) -> bool:
 
 
 @dataclass
+class PodSummary:
+    """Where a Kubernetes box is, as listings show it (ps' columns, fan-out's JSON)."""
+
+    pod: str
+    namespace: str
+    container: str
+    node: Optional[str]
+    ready: bool
+    age: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class Box:
-    """A place holding processes: a container, a pod's container, or this host."""
+    """A place holding processes: a container, a pod's container, or this host. Each backend
+    fills its own subclass (DockerBox, KubeBox, LocalBox) and reads only that; the engine
+    reads only these fields."""
 
     id: str
     display: str
     image: Optional[str] = None
-    extra: dict = field(default_factory=dict)
+    pid: Optional[int] = None  # the target names one process itself (pid/N)
+
+    @property
+    def summary(self) -> Optional[PodSummary]:
+        """The pod, namespace and container it is; None off Kubernetes."""
+        return None
 
 
 class Backend:

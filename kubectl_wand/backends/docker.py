@@ -9,7 +9,8 @@ a while so later commands reuse it.
 import json
 import shlex
 import subprocess
-from typing import List
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import (HELPER_CACHE, HELPER_PYTHON, Backend, Box,
@@ -19,6 +20,17 @@ from kubectl_wand.checks import Check, Preflight
 from kubectl_wand.errors import WandError
 
 HELPER_IDLE_SECONDS = 600
+
+
+@dataclass
+class DockerBox(Box):
+    """A running container (``image`` is the helper's image: --image, else the app's)."""
+
+    name: str = ""  # the container's name, for messages
+    image_name: Optional[str] = None  # the helper image as the user named it
+    python_hints: List[str] = field(default_factory=list)  # interpreters worth trying
+    helper_python: Optional[str] = None  # the one this command started the helper with
+    recoveries: int = 0  # injector start failures repaired so far
 
 
 class DockerBackend(Backend):
@@ -39,7 +51,7 @@ class DockerBackend(Backend):
                              code="engine")
         return WandError(text or f"{self.runtime} failed", code="engine")
 
-    def resolve(self, target) -> List[Box]:
+    def resolve(self, target) -> List[DockerBox]:
         cp = run([self.runtime, "inspect", "--type", "container", target.name], timeout=20)
         if cp.returncode != 0:
             raise self._cli_error(cp.stderr.decode("utf-8", "replace").strip(), target.name)
@@ -53,40 +65,39 @@ class DockerBackend(Backend):
         config = info.get("Config") or {}
         hints = [info.get("Path") or ""] + list(info.get("Args") or []) + \
             list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
-        return [Box(id=info["Id"], display=f"{self.runtime}/{target.name}",
-                    image=self.image or info.get("Image"),
-                    extra={"name": info.get("Name", "").lstrip("/"),
-                           # the helper image as the user named it (--image, or the app's)
-                           "image_name": self.image or config.get("Image"),
-                           "python_hints": python_candidates(*hints)})]
+        return [DockerBox(id=info["Id"], display=f"{self.runtime}/{target.name}",
+                          image=self.image or info.get("Image"),
+                          name=info.get("Name", "").lstrip("/"),
+                          image_name=self.image or config.get("Image"),
+                          python_hints=python_candidates(*hints))]
 
-    def helper_name(self, box: Box) -> str:
+    def helper_name(self, box: DockerBox) -> str:
         return helper_name(box.id, box.image)
 
-    def cache_dir(self, box: Box):
+    def cache_dir(self, box: DockerBox):
         return HELPER_CACHE
 
-    def trust(self, box: Box) -> str:
+    def trust(self, box: DockerBox) -> str:
         return "image"  # a fresh container of the image: its files, never the target's layer
 
-    def helper_python(self, box: Box) -> str:
+    def helper_python(self, box: DockerBox) -> str:
         """The helper's own interpreter: the one this command started it with, else the link
         its idle loop made (payload/idle.py)."""
-        return box.extra.get("helper_python") or HELPER_PYTHON
+        return box.helper_python or HELPER_PYTHON
 
-    def injector_argv(self, box: Box) -> List[str]:
+    def injector_argv(self, box: DockerBox) -> List[str]:
         return [self.runtime, "exec", "-i", self.helper_name(box), self.helper_python(box),
                 "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
-    def start_helper(self, box: Box) -> bool:
+    def start_helper(self, box: DockerBox) -> bool:
         """Start the helper with the first interpreter of its image that exists; True if this
         call started it (`docker run -d` returns once the container runs), False if another
         command had just created it. The helper only ever runs its own image's files."""
         tried = []
-        for python in box.extra.get("python_hints") or python_candidates():
+        for python in box.python_hints or python_candidates():
             argv = [self.runtime, "run", "-d", "--rm", "--name", self.helper_name(box),
                     "--label", "kubectl-wand.helper-for=" + box.id,
-                    "--label", "kubectl-wand.image=" + (box.extra.get("image_name") or ""),
+                    "--label", "kubectl-wand.image=" + (box.image_name or ""),
                     "--pid", "container:" + box.id, "--network", "container:" + box.id,
                     "--cap-add", "SYS_PTRACE", "--user", "0:0", "--entrypoint", python,
                     box.image, "-I", "-S", "-c", payload.source("idle"),
@@ -94,7 +105,7 @@ class DockerBackend(Backend):
             cp = run(argv, timeout=120)
             err = cp.stderr.decode("utf-8", "replace").strip()
             if cp.returncode == 0:
-                box.extra["helper_python"] = python
+                box.helper_python = python
                 return True
             if "already in use" in err:
                 return False
@@ -104,29 +115,29 @@ class DockerBackend(Backend):
                 continue
             raise WandError(f"could not start the helper container: {err}",
                             "check `" + shlex.join(argv[:4]) + " …` with -v", code="helper")
-        image = box.extra.get("image_name") or box.image
+        image = box.image_name or box.image
         raise WandError(f"no Python interpreter found in the helper image {image} "
                         f"(tried {', '.join(tried)})",
                         "pass --image with an image that has the target's Python version "
                         "(the helper runs its own interpreter, never the target's)",
                         code="helper-image")
 
-    def recover(self, box: Box, stderr: str) -> bool:
-        box.extra["recoveries"] = box.extra.get("recoveries", 0) + 1
-        if box.extra["recoveries"] > 2:
+    def recover(self, box: DockerBox, stderr: str) -> bool:
+        box.recoveries += 1
+        if box.recoveries > 2:
             return False
         if "No such container" in stderr or "is not running" in stderr or \
                 "no such container" in stderr:
             if not self.start_helper(box):
                 self.wait_helper(box)  # someone else's `docker run` may still be starting it
             return True
-        if exec_not_found(stderr) and not box.extra.get("helper_python"):
+        if exec_not_found(stderr) and not box.helper_python:
             # another command created the helper a moment ago: its link may not be there yet
-            box.extra["helper_python"] = self._entrypoint(box)
-            return bool(box.extra["helper_python"])
+            box.helper_python = self._entrypoint(box)
+            return bool(box.helper_python)
         return False
 
-    def _entrypoint(self, box: Box):
+    def _entrypoint(self, box: DockerBox):
         cp = run([self.runtime, "inspect", "-f", "{{json .Config.Entrypoint}}",
                   self.helper_name(box)], timeout=10)
         try:
@@ -134,7 +145,7 @@ class DockerBackend(Backend):
         except (ValueError, IndexError, TypeError):
             return None
 
-    def wait_helper(self, box: Box, timeout: float = 30.0):
+    def wait_helper(self, box: DockerBox, timeout: float = 30.0):
         """Until the helper runs: another command may have just created it."""
         import time
 
@@ -156,20 +167,20 @@ class DockerBackend(Backend):
                              "retry", code="helper-image")
         return super().explain_failure(box, stderr)
 
-    def forward(self, box: Box, remote_port: int, local_port: int):
+    def forward(self, box: DockerBox, remote_port: int, local_port: int):
         relay = [self.runtime, "exec", "-i", self.helper_name(box), self.helper_python(box),
                  "-I", "-S",
                  "-c", payload.source("forward"), "kubectl-wand-forward", str(remote_port)]
         return StdioForwarder(lambda: relay, local_port, prespawn=True)
 
-    def target_gone(self, box: Box):
+    def target_gone(self, box: DockerBox):
         cp = run([self.runtime, "inspect", "-f", "{{.State.Running}} {{.State.Status}} "
                   "{{.State.ExitCode}}", box.id], timeout=10)
         if cp.returncode != 0:
-            return f"container {box.extra.get('name') or box.id[:12]} is gone"
+            return f"container {box.name or box.id[:12]} is gone"
         running, status, code = (cp.stdout.decode().split() + ["?", "?", "?"])[:3]
         if running != "true":
-            return (f"container {box.extra.get('name') or box.id[:12]} stopped ({status}, "
+            return (f"container {box.name or box.id[:12]} stopped ({status}, "
                     f"exit code {code})")
         return None
 
@@ -195,7 +206,7 @@ class DockerBackend(Backend):
         checks.append(Check("target", str(target), True, f"container {box.id[:12]} is running"))
         helper = Check("target", "helper", True,
                        f"helper container {self.helper_name(box)} runs beside it (image "
-                       f"{box.extra.get('image_name') or box.image[:19]}, CAP_SYS_PTRACE, "
+                       f"{box.image_name or box.image[:19]}, CAP_SYS_PTRACE, "
                        "shared PID namespace; it runs the image's own Python)")
         return Preflight(checks, box=box, listing=start_listing(box), after=[helper])
 
@@ -230,7 +241,7 @@ class DockerBackend(Backend):
     def remove_container(self, name: str):
         run([self.runtime, "rm", "-f", name], timeout=60)
 
-    def remove_helper(self, box: Box):
+    def remove_helper(self, box: DockerBox):
         run([self.runtime, "rm", "-f", self.helper_name(box)], timeout=30)
 
 

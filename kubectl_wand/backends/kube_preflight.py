@@ -116,10 +116,10 @@ def preflight(backend, target, start_listing) -> Preflight:
             checks.append(Check("target", str(target), False, e.message, e.hint))
             return Preflight(checks, stop=e.message)
     box = boxes[0]
-    ns = box.extra["namespace"]
+    ns = box.namespace
     checks.append(Check("target", str(target), True,
                         f"{box.display} in namespace {ns} (the pod attach would use), "
-                        f"container {box.extra['container']}"))
+                        f"container {box.container}"))
     f_list = start_listing(box)
     labels, err = _namespace_labels(backend, ns)
     psa_ok = None
@@ -159,8 +159,8 @@ def _namespace_labels(backend, ns):
 
 
 def _helper_image(backend, box) -> Check:
-    pod = box.extra["pod_json"]
-    container = box.extra["container"]
+    pod = box.pod_json
+    container = box.container
     for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []:
         spec = next((c for c in pod["spec"].get("ephemeralContainers") or []
                      if c["name"] == st["name"]), {})

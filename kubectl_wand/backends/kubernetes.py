@@ -14,12 +14,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
-from typing import List, Optional
+from typing import List
 
 from kubectl_wand import payload
-from kubectl_wand.backends.base import (HELPER_CACHE, Backend, Box, exec_not_found,
+from kubectl_wand.backends.base import (HELPER_CACHE, Backend, exec_not_found,
                                         python_candidates, run)
+from kubectl_wand.backends.kube_pods import (PYTHON_PATH, KubeBox, box_for, default_container,
+                                             pod_ready, remember_python)
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.names import kube_version, kubectl_argv, kubectl_binary
@@ -32,47 +33,8 @@ WORKLOAD_KINDS = {"deployment": "deployment", "statefulset": "statefulset",
                   "daemonset": "daemonset", "replicaset": "replicaset", "job": "job"}
 KSVC_RESOURCE = "services.serving.knative.dev"
 KSVC_LABEL = "serving.knative.dev/service"
-DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 FORWARD_LINE = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
-PYTHON_PATH = re.compile(r"^(?:/[A-Za-z0-9._+-]+)+/python[0-9.]*t?$")
-
-
-def _pythons_file():
-    from kubectl_wand.paths import cache_dir
-
-    return cache_dir() / "pythons.json"
-
-
-def _known_python(image_key: Optional[str]) -> Optional[str]:
-    """The interpreter path found earlier in this image (the operator's own cache)."""
-    if not image_key:
-        return None
-    try:
-        path = json.loads(_pythons_file().read_text()).get(image_key)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return path if isinstance(path, str) and PYTHON_PATH.match(path) else None
-
-
-def _remember_python(image_key: Optional[str], path: str):
-    if not image_key:
-        return
-    f = _pythons_file()
-    try:
-        known = json.loads(f.read_text())
-        if not isinstance(known, dict):
-            known = {}
-    except (OSError, ValueError):
-        known = {}
-    known[image_key] = path
-    try:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(".tmp%d" % os.getpid())
-        tmp.write_text(json.dumps(dict(list(known.items())[-200:])))
-        tmp.replace(f)
-    except OSError:
-        pass
 
 
 def selector_string(selector: dict) -> str:
@@ -89,37 +51,6 @@ def selector_string(selector: dict) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts)
-
-
-def pod_ready(pod: dict) -> bool:
-    if pod.get("metadata", {}).get("deletionTimestamp"):
-        return False
-    if pod.get("status", {}).get("phase") != "Running":
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in pod.get("status", {}).get("conditions", []))
-
-
-def age(ts: Optional[str]) -> str:
-    if not ts:
-        return "?"
-    then = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    s = int((datetime.now(timezone.utc) - then).total_seconds())
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= n:
-            return f"{s // n}{unit}"
-    return f"{s}s"
-
-
-def default_container(pod: dict, wanted: Optional[str]) -> str:
-    names = [c["name"] for c in pod["spec"]["containers"]]
-    if wanted:
-        if wanted not in names:
-            raise WandError(f"container {wanted!r} is not in pod {pod['metadata']['name']} "
-                            f"(containers: {', '.join(names)})", code="not-found")
-        return wanted
-    ann = (pod["metadata"].get("annotations") or {}).get(DEFAULT_CONTAINER)
-    return ann if ann in names else names[0]
 
 
 class KubernetesBackend(Backend):
@@ -277,30 +208,10 @@ class KubernetesBackend(Backend):
         # Deployment → ReplicaSet → Pod: the RS is owned by the deployment.
         return kind == "deployment" and any(r.get("kind") == "ReplicaSet" for r in refs)
 
-    def box(self, pod: dict, container: str) -> Box:
-        meta = pod["metadata"]
-        spec_c = next(c for c in pod["spec"]["containers"] if c["name"] == container)
-        multi = len(pod["spec"]["containers"]) > 1
-        status = next((c for c in pod.get("status", {}).get("containerStatuses") or []
-                       if c.get("name") == container), {})
-        known = _known_python(status.get("imageID") or spec_c.get("image"))
-        hints = python_candidates(*(([known] if known else []) + list(spec_c.get("command") or [])
-                                    + list(spec_c.get("args") or [])))
-        return Box(
-            id=f"{meta['namespace']}/{meta['name']}/{container}",
-            display=f"pod/{meta['name']}" + (f" -c {container}" if multi else ""),
-            image=self.opts.image or spec_c.get("image"),
-            extra={"pod": meta["name"], "namespace": meta["namespace"], "container": container,
-                   "pod_json": pod, "python_hints": hints,
-                   "image_key": status.get("imageID") or spec_c.get("image"),
-                   "image_name": self.opts.image or spec_c.get("image"),
-                   "summary": {"pod": meta["name"], "namespace": meta["namespace"],
-                               "container": container,
-                               "node": pod["spec"].get("nodeName"),
-                               "ready": pod_ready(pod),
-                               "age": age(meta.get("creationTimestamp"))}})
+    def box(self, pod: dict, container: str) -> KubeBox:
+        return box_for(pod, container, self.opts.image)
 
-    def resolve(self, target) -> List[Box]:
+    def resolve(self, target) -> List[KubeBox]:
         """Pods/containers for the target: every running one for `ps`; one for attach/exec
         (the newest ready pod), or every ready one (Scope.EVERY_READY)."""
         pods = self.pods_for(target)
@@ -342,88 +253,88 @@ class KubernetesBackend(Backend):
 
         return kube_preflight.preflight(self, target, start_listing)
 
-    def trust(self, box: Box) -> str:
+    def trust(self, box: KubeBox) -> str:
         # the ephemeral helper is a fresh container of the image; without one the lister runs
         # as the app itself in its own container, and what it says is data
-        return "image" if box.extra.get("helper") else "target"
+        return "image" if box.helper else "target"
 
-    def python(self, box: Box) -> str:
+    def python(self, box: KubeBox) -> str:
         """The interpreter to run: the helper's own (its container spec's command), else the
         candidate the app container is being tried with."""
-        if box.extra.get("helper"):
-            return box.extra["helper_python"]
-        hints = box.extra.get("python_hints") or python_candidates()
-        return hints[min(box.extra.get("python_try", 0), len(hints) - 1)]
+        if box.helper:
+            return box.helper_python
+        hints = box.python_hints or python_candidates()
+        return hints[min(box.python_try, len(hints) - 1)]
 
-    def injector_argv(self, box: Box) -> List[str]:
-        container = box.extra.get("helper") or box.extra["container"]
-        return self.base(ns=box.extra["namespace"]) + [
-            "exec", "-i", box.extra["pod"], "-c", container, "--",
+    def injector_argv(self, box: KubeBox) -> List[str]:
+        container = box.helper or box.container
+        return self.base(ns=box.namespace) + [
+            "exec", "-i", box.pod, "-c", container, "--",
             self.python(box), "-I", "-S", "-c", payload.BOOT, "kubectl-wand-injector"]
 
     def explain_failure(self, box, stderr):
         if exec_not_found(stderr):
-            where = box.extra.get("helper") or box.extra["container"]
-            tried = (box.extra.get("python_hints") or [])[:box.extra.get("python_try", 0) + 1]
+            where = box.helper or box.container
+            tried = (box.python_hints or [])[:box.python_try + 1]
             return WandError(f"no Python interpreter found in container {where} of pod "
-                             f"{box.extra['pod']} (tried {', '.join(tried)})",
+                             f"{box.pod} (tried {', '.join(tried)})",
                              "name it in the container's command, or pass --image with an "
                              "image that has the app's Python on PATH", code="no-python")
-        return self.error(stderr, ns=box.extra.get("namespace"))
+        return self.error(stderr, ns=box.namespace)
 
-    def find_python(self, box: Box) -> str:
+    def find_python(self, box: KubeBox) -> str:
         """The app image's interpreter, as the app container sees it: the first candidate
         that runs there (as the app's own user; its answer is checked, never trusted)."""
-        hints = box.extra.get("python_hints") or python_candidates()
+        hints = box.python_hints or python_candidates()
         probe = "import sys;print(sys.executable)"
         for i, python in enumerate(hints):
-            cp = run(self.base(ns=box.extra["namespace"]) + [
-                "exec", box.extra["pod"], "-c", box.extra["container"], "--",
+            cp = run(self.base(ns=box.namespace) + [
+                "exec", box.pod, "-c", box.container, "--",
                 python, "-I", "-S", "-c", probe], timeout=30)
             err = cp.stderr.decode("utf-8", "replace")
             if cp.returncode == 0:
                 path = cp.stdout.decode("utf-8", "replace").strip()
                 if PYTHON_PATH.match(path):
-                    _remember_python(box.extra.get("image_key"), path)
+                    remember_python(box.image_key, path)
                     return path
                 continue
             if not exec_not_found(err):
-                raise self.error(err, ns=box.extra["namespace"])
-            box.extra["python_try"] = i
+                raise self.error(err, ns=box.namespace)
+            box.python_try = i
         raise self.explain_failure(box, "executable file not found")
 
-    def prepare_inject(self, box: Box):
+    def prepare_inject(self, box: KubeBox):
         self.prepare_helper(box)
 
-    def cache_dir(self, box: Box):
-        return HELPER_CACHE if box.extra.get("helper") else None  # never the app container
+    def cache_dir(self, box: KubeBox):
+        return HELPER_CACHE if box.helper else None  # never the app container
 
-    def recover(self, box: Box, stderr: str) -> bool:
+    def recover(self, box: KubeBox, stderr: str) -> bool:
         """The app container has no interpreter of that name: try the next candidate."""
-        if exec_not_found(stderr) and not box.extra.get("helper"):
-            box.extra["python_try"] = box.extra.get("python_try", 0) + 1
-            return box.extra["python_try"] < len(box.extra.get("python_hints") or ())
+        if exec_not_found(stderr) and not box.helper:
+            box.python_try += 1
+            return box.python_try < len(box.python_hints)
         return False
 
-    def prepare_helper(self, box: Box, timeout: float = 120.0):
+    def prepare_helper(self, box: KubeBox, timeout: float = 120.0):
         """Reuse a running helper for this container, or add one ephemeral container."""
-        pod = box.extra["pod_json"]
-        target_c = box.extra["container"]
+        pod = box.pod_json
+        target_c = box.container
         specs = {c["name"]: c for c in pod["spec"].get("ephemeralContainers") or []}
         for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []:
             name = st["name"]
             if name.startswith(HELPER_PREFIX) and "running" in (st.get("state") or {}) and \
                     specs.get(name, {}).get("targetContainerName") == target_c and \
                     specs[name].get("image") == box.image and specs[name].get("command"):
-                box.extra["helper"] = name
-                box.extra["helper_python"] = specs[name]["command"][0]
+                box.helper = name
+                box.helper_python = specs[name]["command"][0]
                 return name
         name = HELPER_PREFIX + secrets.token_hex(3)
         if self.client_version() < (1, 27):
             raise WandError("this kubectl is too old for `kubectl debug --profile`",
                             "install kubectl 1.27 or newer", code="kubectl-old")
-        argv = self.base(ns=box.extra["namespace"]) + [
-            "debug", box.extra["pod"], "--target=" + target_c, "--profile=general",
+        argv = self.base(ns=box.namespace) + [
+            "debug", box.pod, "--target=" + target_c, "--profile=general",
             "--image=" + box.image, "--container=" + name, "--image-pull-policy=IfNotPresent",
             "-q"]
         custom = None
@@ -444,30 +355,30 @@ class KubernetesBackend(Backend):
             if custom:
                 os.unlink(custom.name)
         if cp.returncode != 0:
-            raise self.error(cp.stderr.decode("utf-8", "replace"), ns=box.extra["namespace"])
+            raise self.error(cp.stderr.decode("utf-8", "replace"), ns=box.namespace)
         self.wait_helper(box, name, timeout)
-        box.extra["helper"] = name
-        box.extra["helper_python"] = python
+        box.helper = name
+        box.helper_python = python
         return name
 
-    def wait_helper(self, box: Box, name: str, timeout: float):
+    def wait_helper(self, box: KubeBox, name: str, timeout: float):
         """Poll the pod until the helper runs; a pull failure ends the wait at once."""
         deadline = time.monotonic() + timeout
         delay = 0.1
         while True:
-            pod = self.kubectl_json("get", "pod", box.extra["pod"], ns=box.extra["namespace"])
+            pod = self.kubectl_json("get", "pod", box.pod, ns=box.namespace)
             st = next((s for s in pod.get("status", {}).get("ephemeralContainerStatuses") or []
                        if s["name"] == name), None)
             state = (st or {}).get("state") or {}
             if "running" in state:
-                box.extra["pod_json"] = pod
+                box.pod_json = pod
                 return
             waiting = state.get("waiting") or {}
             reason = waiting.get("reason", "")
             if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                           "CreateContainerConfigError", "CreateContainerError"):
                 raise WandError(f"the helper image {box.image} cannot start in pod "
-                                f"{box.extra['pod']}: {reason}"
+                                f"{box.pod}: {reason}"
                                 + (f" ({waiting['message']})" if waiting.get("message") else ""),
                                 "pass --image with an image the node can pull that has python3",
                                 code="image-pull")
@@ -480,22 +391,22 @@ class KubernetesBackend(Backend):
             if time.monotonic() > deadline:
                 raise WandError(f"the helper container did not start within {timeout:.0f}s "
                                 f"({reason or 'no status yet'})",
-                                "check `kubectl describe pod " + box.extra["pod"] + "`",
+                                "check `kubectl describe pod " + box.pod + "`",
                                 code="timeout")
             time.sleep(delay)  # polling the API for the container's state (a real signal)
             delay = min(delay * 1.5, 1.0)
 
     # -------------------------------------------------------------- forwarding
 
-    def forward(self, box: Box, remote_port: int, local_port: int):
+    def forward(self, box: KubeBox, remote_port: int, local_port: int):
         return PortForward(self, box, remote_port, local_port)
 
 
 class PortForward:
     """`kubectl port-forward` to 127.0.0.1 inside the pod, restarted if it drops."""
 
-    def __init__(self, backend: KubernetesBackend, box: Box, remote_port: int, local_port: int,
-                 timeout: float = 30.0):
+    def __init__(self, backend: KubernetesBackend, box: KubeBox, remote_port: int,
+                 local_port: int, timeout: float = 30.0):
         self.backend, self.box, self.remote_port = backend, box, remote_port
         self.closed = False
         self.dead = False
@@ -506,8 +417,8 @@ class PortForward:
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _start(self, local_port, timeout):
-        argv = self.backend.base(ns=self.box.extra["namespace"]) + [
-            "port-forward", "pod/" + self.box.extra["pod"],
+        argv = self.backend.base(ns=self.box.namespace) + [
+            "port-forward", "pod/" + self.box.pod,
             f"{local_port or ''}:{self.remote_port}", "--address", "127.0.0.1"]
         trace(argv)
         try:
@@ -537,7 +448,7 @@ class PortForward:
                                 "choose another with --local-port, or 0 for a free one",
                                 code="local-port-busy")
             raise self.backend.error(err or "kubectl port-forward did not start in time",
-                                     ns=self.box.extra["namespace"])
+                                     ns=self.box.namespace)
         return result["port"]
 
     def _watch(self):

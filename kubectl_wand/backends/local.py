@@ -9,7 +9,8 @@ container's (use the docker/ or Kubernetes form).
 import os
 import shutil
 import sys
-from typing import List
+from dataclasses import dataclass
+from typing import List, Optional
 
 from kubectl_wand import payload
 from kubectl_wand.backends.base import Backend, Box
@@ -25,26 +26,36 @@ def _ns(pid, kind):
         return None
 
 
+@dataclass
+class LocalBox(Box):
+    """This host, or one process of it (pid/N)."""
+
+    attached_pid: Optional[int] = None  # told by the engine once it attached
+
+    @property
+    def process(self) -> Optional[int]:
+        """The process this box stands for: the one attached to, else the one named."""
+        return self.attached_pid or self.pid
+
+
 class LocalBackend(Backend):
     name = "local"
+    followable = False  # a host PID has no replacement to wait for
 
-    def resolve(self, target) -> List[Box]:
+    def resolve(self, target) -> List[LocalBox]:
         if target.pid is not None:
             if not os.path.exists(f"/proc/{target.pid}"):
                 raise WandError(f"no process with PID {target.pid} on this host",
                                 "`kubectl wand ps local` lists the Python processes",
                                 code="no-such-process")
-            return [Box(id=str(target.pid), display=f"pid/{target.pid}",
-                        extra={"pid": target.pid})]
-        return [Box(id="local", display="local")]
+            return [LocalBox(id=str(target.pid), display=f"pid/{target.pid}", pid=target.pid)]
+        return [LocalBox(id="local", display="local")]
 
-    followable = False  # a host PID has no replacement to wait for
+    def attached(self, box: LocalBox, pid: int):
+        box.attached_pid = pid
 
-    def attached(self, box: Box, pid: int):
-        box.extra["attached_pid"] = pid
-
-    def target_gone(self, box: Box):
-        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+    def target_gone(self, box: LocalBox):
+        pid = box.process
         if pid and not os.path.exists(f"/proc/{pid}"):
             return f"process {pid} exited"
         return None
@@ -68,16 +79,16 @@ class LocalBackend(Backend):
 
         return str(cache_dir() / "compiled")  # this user's cache, on this host
 
-    def debug_port(self, box: Box, port: int, local_port: int) -> int:
+    def debug_port(self, box: LocalBox, port: int, local_port: int) -> int:
         """The gate's port in the target: any free one when it shares this network namespace
         and the editor's port would take the same number."""
-        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+        pid = box.process
         if port == local_port and _ns(pid, "net") == _ns("self", "net"):
             return 0
         return port
 
-    def forward(self, box: Box, remote_port: int, local_port: int):
-        pid = box.extra.get("attached_pid") or box.extra.get("pid")
+    def forward(self, box: LocalBox, remote_port: int, local_port: int):
+        pid = box.process
         if _ns(pid, "net") == _ns("self", "net"):
             # never the debug port itself: the editor's port adds the gate's secret and
             # takes connections from this user only

@@ -50,7 +50,7 @@ def command(target, output, all_namespaces, show_all, pid, topts):
     if output == "json":
         out = []
         for box, procs, err, cut in results:
-            item = {"target": box.display, **box.extra.get("summary", {}),
+            item = {"target": box.display, **(box.summary.to_json() if box.summary else {}),
                     "processes": [p.to_json() for p in procs if p.python or show_all]}
             if cut:
                 item["processes_not_listed"] = cut
@@ -62,15 +62,14 @@ def command(target, output, all_namespaces, show_all, pid, topts):
         for note in cut_notes(results):
             click.echo(note, err=True)
     else:
-        kube = any(b.extra.get("summary") for b, _, _, _ in results)
+        kube = any(b.summary for b, _, _, _ in results)
         multi = kube or len(results) > 1
         rows = []
         for box, procs, err, _ in results:
             if kube:
-                sm = box.extra["summary"]
-                prefix = [safe(x, 253) for x in ([sm["namespace"]] if all_namespaces else []) + [
-                    sm["pod"], sm["container"], sm["node"] or "-",
-                    "yes" if sm["ready"] else "no", sm["age"]]]
+                sm = box.summary
+                prefix = [safe(x, 253) for x in ([sm.namespace] if all_namespaces else []) + [
+                    sm.pod, sm.container, sm.node or "-", "yes" if sm.ready else "no", sm.age]]
             else:
                 prefix = [safe(box.display, 253)] if multi else []
             if err:

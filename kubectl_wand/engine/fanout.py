@@ -105,7 +105,6 @@ class UnitResult:
         return self.box.display
 
     def to_json(self) -> dict:
-        sm = self.box.extra.get("summary") or {}
         out = {"target": self.target, "pid": self.pid, "ok": self.ok,
                "skipped": self.skipped, "status": self.status, "stdout": self.stdout,
                "stderr": self.stderr, "traceback": self.traceback, "timed_out": self.timed_out,
@@ -113,9 +112,9 @@ class UnitResult:
                "error": None if self.error is None else {
                    "message": self.error.message, "hint": self.error.hint,
                    "code": self.error.code}}
-        for k in ("pod", "namespace", "container"):
-            if k in sm:
-                out[k] = sm[k]
+        sm = self.box.summary
+        if sm is not None:
+            out.update(pod=sm.pod, namespace=sm.namespace, container=sm.container)
         out.update(self.data)
         return out
 

@@ -81,7 +81,7 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
     compiled debugpy trees, so stage 2 can say whether the archive needs shipping.
     ``reached`` (an Event) is set once the injector runs beside the target."""
     if pid is None:
-        pid = box.extra.get("pid")  # pid/N names the process itself
+        pid = box.pid  # pid/N names the process itself
     backend.prepare_inject(box)
     s = Session(backend, box, timeout=timeout)
     procs = s.open("inject")

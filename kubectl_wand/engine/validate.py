@@ -194,7 +194,7 @@ def validate(backend, target, pid=None) -> Report:
             return _finish(Report(str(target), pre.checks), pre.stop)
         box = pre.box
         if pid is None:
-            pid = box.extra.get("pid")  # pid/N names the process itself
+            pid = box.pid  # pid/N names the process itself
         proc_checks, picked, why = processes(backend, box, backend.name, pid, pre.psa_ok,
                                              pre.listing)
     after = pre.after if not (proc_checks and proc_checks[0].name == "process list"
