@@ -6,10 +6,8 @@ import sys
 
 import click
 
-from kubectl_wand.cli.common import (ask_process, is_tty, kube_options, resolve, status,
-                                     target_options)
+from kubectl_wand.cli.common import kube_options, reach, resolve, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
-from kubectl_wand import progress
 from kubectl_wand.engine import ops
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.safe_text import StreamFilter
@@ -64,12 +62,7 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
     if all_ready or all_processes:
         return _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
                         quiet, pid, all_ready, all_processes, max_parallel, topts, raw)
-    _, backend, boxes = resolve(target, topts)
-    box = boxes[0]
-    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
-        session = ops.open_session(backend, box, pid=pid,
-                                   ask=ask_process if is_tty() else None,
-                                   signal=topts.nudge)
+    box, session = reach(target, topts, pid, quiet)
     if not quiet and output == "text":
         status(f"Running in {box.display}, {session.choice.reason}")
     collected = {"stdout": [], "stderr": []}
@@ -173,8 +166,4 @@ def _fan_out(target, source, filename, timeout, ack_timeout, max_output, output,
     results = fanout.run_all(backend, units,
                              fanout.exec_work(source, filename, timeout, max_output, ack_timeout),
                              max_parallel, signal=topts.nudge)
-    if output == "json":
-        render.render_json(results)
-    else:
-        render.render_text(results, raw=raw)
-    raise SystemExit(render.exit_status(results))
+    render.finish(results, output, raw=raw)
