@@ -130,3 +130,17 @@ def wand_threads(p: Proc):
 
 
 PROC_HEADERS = ["PID", "PPID", "USER", "PYTHON", "ROLE", "CPU%", "RSS", "ATTACH", "COMMAND"]
+
+
+def reach(target_text, where: TargetOptions, pid, quiet):
+    """The first box TARGET names and a session to its process (on a terminal the user picks
+    among several), behind a spinner unless ``quiet``: for the one-process commands."""
+    from kubectl_wand.engine import ops  # here: ps, validate and demo load this module too
+
+    _, backend, boxes = resolve(target_text, where)
+    box = boxes[0]
+    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
+        session = ops.open_session(backend, box, pid=pid,
+                                   ask=ask_process if is_tty() else None,
+                                   signal=where.nudge)
+    return box, session

@@ -170,9 +170,4 @@ def _fan_out(opts, output, quiet, raw=False):
             what = "process(es)" if opts.all_processes else "target(s)"
             status(f"Running in {n} {what}, at most {opts.max_parallel} at a time")
 
-    results = engine.run_all(opts, on_plan)
-    if output == "json":
-        render.render_json(results)
-    else:
-        render.render_text(results, raw=raw)
-    raise SystemExit(render.exit_status(results))
+    render.finish(engine.run_all(opts, on_plan), output, raw=raw)

@@ -110,3 +110,13 @@ def render_json(results: List[UnitResult]):
 def exit_status(results: List[UnitResult]) -> int:
     s = fanout.summary(results)
     return 1 if s["failed"] or not s["succeeded"] else 0
+
+
+def finish(results: List[UnitResult], output: str, **text):
+    """Shows the results (``-o json``, or text with ``render_text``'s options ``text``) and
+    exits with their status."""
+    if output == "json":
+        render_json(results)
+    else:
+        render_text(results, **text)
+    raise SystemExit(exit_status(results))

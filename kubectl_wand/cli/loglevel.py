@@ -127,8 +127,4 @@ def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_r
     results = fanout.run_all(backend, units,
                              fanout.loglevel_work(value, names, seconds, ack_timeout),
                              max_parallel, signal=topts.nudge)
-    if output == "json":
-        render.render_json(results)
-    else:
-        render.render_text(results, body=describe)
-    raise SystemExit(render.exit_status(results))
+    render.finish(results, output, body=describe)

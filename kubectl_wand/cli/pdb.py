@@ -11,11 +11,8 @@ import sys
 
 import click
 
-from kubectl_wand import progress
-from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
-    target_options
+from kubectl_wand.cli.common import is_tty, kube_options, reach, status, target_options
 from kubectl_wand.cli.shell import Terminal, history_path, no_interrupts, save_history
-from kubectl_wand.engine import ops
 from kubectl_wand.engine.shell import Ended, Remote
 from kubectl_wand.errors import WandError
 from kubectl_wand.safe_text import safe
@@ -202,13 +199,8 @@ def command(target, thread, ack_timeout, raw, quiet, pid, topts):
     `c`, `n`, `s`, `interact` … as in pdb. Ctrl-C while the program runs breaks in again.
     `q` or Ctrl-D at the prompt detaches: the process runs on with no breakpoints left.
     """
-    _, backend, boxes = resolve(target, topts)
-    box = boxes[0]
     interactive = is_tty()
-    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
-        session = ops.open_session(backend, box, pid=pid,
-                                   ask=ask_process if interactive else None,
-                                   signal=topts.nudge)
+    box, session = reach(target, topts, pid, quiet)
     remote = Remote(session, "pdb")
     term = Terminal(raw)
     client = PdbClient(remote, term, interactive)

@@ -8,10 +8,7 @@ import sys
 
 import click
 
-from kubectl_wand import progress
-from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
-    target_options
-from kubectl_wand.engine import ops
+from kubectl_wand.cli.common import is_tty, kube_options, reach, status, target_options
 from kubectl_wand.engine.shell import LEAVE_AFTER, MAX_OUTPUT, Ended, Shell
 from kubectl_wand.errors import WandError
 from kubectl_wand.paths import cache_dir
@@ -133,13 +130,8 @@ def command(target, ack_timeout, max_output, no_asyncio, raw, quiet, pid, topts)
     Ctrl-C interrupts the running statement; Ctrl-D leaves and removes the console.
     Without a terminal, statements are read from stdin (exit status 1 if one raised).
     """
-    _, backend, boxes = resolve(target, topts)
-    box = boxes[0]
     interactive = is_tty()
-    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
-        session = ops.open_session(backend, box, pid=pid,
-                                   ask=ask_process if interactive else None,
-                                   signal=topts.nudge)
+    box, session = reach(target, topts, pid, quiet)
     shell = Shell(session)
     term = Terminal(raw)
     failed = False

@@ -6,6 +6,7 @@ never stops or hides the others. Results come back in a stable order (target, th
 processes of one box share one injector (one `kubectl exec`/`docker exec`, see Group).
 """
 
+import contextlib
 import queue
 import threading
 import time
@@ -166,23 +167,39 @@ def run_unit(backend, unit: Unit, work: Work, signal: str = "auto",
     if unit.skipped or unit.error:
         return res
     t0 = time.monotonic()
-    try:
-        if unit.group is not None:
-            session = unit.group.session_for(unit.pid, signal)
-        else:
-            session = ops.open_session(backend, unit.box, pid=unit.pid, ask=None,
-                                       signal=signal, remote_exec=remote_exec)
-        res.pid, res.reason = session.choice.proc.pid, session.choice.reason
+    with failure_kept(res):
+        session = unit_session(backend, unit, res, signal, remote_exec)
         try:
             work(session, res)
         finally:
             session.close()
-    except WandError as e:
-        res.ok, res.error = False, e
-    except Exception as e:  # one unit's surprise must not sink the others
-        res.ok, res.error = False, WandError(f"{type(e).__name__}: {e}", code="internal")
     res.seconds = time.monotonic() - t0
     return res
+
+
+def unit_session(backend, unit: Unit, res: UnitResult, signal: str, remote_exec: bool,
+                 ask=None) -> Session:
+    """The unit's session (a stage 2 of its group's injector, or one of its own); the process
+    it reached is noted in ``res``."""
+    if unit.group is not None:
+        session = unit.group.session_for(unit.pid, signal)
+    else:
+        session = ops.open_session(backend, unit.box, pid=unit.pid, ask=ask, signal=signal,
+                                   remote_exec=remote_exec)
+    res.pid, res.reason = session.choice.proc.pid, session.choice.reason
+    return session
+
+
+@contextlib.contextmanager
+def failure_kept(res: UnitResult):
+    """A failure inside becomes the unit's error, in ``res``: one unit's surprise must not sink
+    the others."""
+    try:
+        yield
+    except WandError as e:
+        res.ok, res.error = False, e
+    except Exception as e:
+        res.ok, res.error = False, WandError(f"{type(e).__name__}: {e}", code="internal")
 
 
 def run_all(backend, units: List[Unit], work: Work, max_parallel: int = DEFAULT_MAX_PARALLEL,

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Callable, List, Optional
 
-from kubectl_wand.engine import fanout, ops
+from kubectl_wand.engine import fanout
 from kubectl_wand.engine.fanout import Unit, UnitResult
 from kubectl_wand.engine.session import CLOSED, raise_for
 from kubectl_wand.errors import UsageError, WandError
@@ -36,23 +36,15 @@ def run_live(backend, units: List[Unit], work: LiveWork, max_parallel: int,
     def one(unit: Unit, res: UnitResult, done: threading.Event):
         t0 = time.monotonic()
         try:
-            with gate:
-                if stop.is_set():
-                    raise WandError("stopped before it started", code="stopped")
-                if unit.group is not None:
-                    session = unit.group.session_for(unit.pid, signal)
-                else:
-                    session = ops.open_session(backend, unit.box, pid=unit.pid, ask=ask,
-                                               signal=signal, remote_exec=remote_exec)
-            res.pid, res.reason = session.choice.proc.pid, session.choice.reason
-            try:
-                work(session, res, stop)
-            finally:
-                session.close()
-        except WandError as e:
-            res.ok, res.error = False, e
-        except Exception as e:  # one unit's surprise must not sink the others
-            res.ok, res.error = False, WandError(f"{type(e).__name__}: {e}", code="internal")
+            with fanout.failure_kept(res):
+                with gate:
+                    if stop.is_set():
+                        raise WandError("stopped before it started", code="stopped")
+                    session = fanout.unit_session(backend, unit, res, signal, remote_exec, ask)
+                try:
+                    work(session, res, stop)
+                finally:
+                    session.close()
         finally:
             res.seconds = time.monotonic() - t0
             done.set()

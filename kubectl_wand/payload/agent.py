@@ -18,6 +18,7 @@ import types
 
 STATE_MODULE = "_kubectl_wand_state"
 MAX_OUTPUT_DEFAULT = 8 * 1024 * 1024
+MAX_REQUEST = 1 << 20  # bytes of one control line from the CLI read at a time (its own frames)
 SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -64,6 +65,32 @@ class Channel:
                     yield msg
             if len(buf) > limit:
                 return
+
+    def dispatch(self, handlers, until=None, limit=MAX_REQUEST):
+        """The shipped ops' control reader (shell, pdb): calls ``handlers[op](request)`` for each
+        JSON object line (read ``limit`` bytes at most at a time) until ``stop``, the end of the
+        connection or ``until()``; returns why it ended: ``stop``'s reason or "eof"."""
+        f = self.sock.makefile("rb")
+        try:
+            while until is None or not until():
+                line = f.readline(limit)
+                if not line:
+                    break
+                try:
+                    req = json.loads(line.decode("utf-8", "replace"))
+                except ValueError:
+                    continue
+                if not isinstance(req, dict):
+                    continue
+                op = req.get("op")
+                if op == "stop":
+                    return str(req.get("why") or "stop")[:40]
+                handler = handlers.get(op) if isinstance(op, str) else None
+                if handler is not None:
+                    handler(req)
+        except OSError:
+            pass
+        return "eof"
 
     def close(self):
         try:

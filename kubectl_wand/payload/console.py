@@ -14,7 +14,6 @@ import builtins
 import contextvars
 import ctypes
 import itertools
-import json
 import linecache
 import queue
 import sys
@@ -24,7 +23,6 @@ import traceback
 
 CO_COROUTINE = 0x0080
 MAX_MATCHES = 500
-MAX_REQUEST = 1 << 20  # characters of one control line we accept (the CLI's own frames)
 MORE = object()
 
 
@@ -145,30 +143,9 @@ class Console:
                                                                  type(loop).__qualname__),
                        names=sorted(k for k in self.ns if not k.startswith("__")))
         why = "eof"
-        f = self.chan.sock.makefile("rb")
         try:
-            while True:
-                line = f.readline(MAX_REQUEST)
-                if not line:
-                    break
-                try:
-                    req = json.loads(line.decode("utf-8", "replace"))
-                except ValueError:
-                    continue
-                if not isinstance(req, dict):
-                    continue
-                op = req.get("op")
-                if op == "run":
-                    self.jobs.put(req)
-                elif op == "complete":
-                    self.complete(req)
-                elif op == "interrupt":
-                    self.interrupt(req.get("id"))
-                elif op == "stop":
-                    why = str(req.get("why") or "stop")[:40]
-                    break
-        except OSError:
-            pass
+            why = self.chan.dispatch({"run": self.jobs.put, "complete": self.complete,
+                                      "interrupt": lambda req: self.interrupt(req.get("id"))})
         finally:
             left = self.finish()
             self.chan.send("result", status=0, why=why, left_running=left)

@@ -1,5 +1,5 @@
 """debugpy inside the target, behind the gate (dapgate.py): shipped with agent.py and run in
-its namespace (state(), audit(), Channel come from there).
+its namespace (state(), audit(), _log_line(), Channel come from there).
 
 Each non-``--keep`` attach session holds its agent connection open for the whole session: its
 lifeline. When the lifeline ends (the CLI's Ctrl-C sends ``stop``; a killed CLI or injector
@@ -234,7 +234,7 @@ def _stop(st, info, why):
                 waiter.do_kill_pydev_thread()
         pydevd.create_server_socket = info["orig_server"]
     except Exception as e:
-        _log("stoptrace: %s" % e)
+        _log_line("stoptrace: %s" % e)
     try:
         sys.modules["debugpy.server.api"].listen.called = False
     except (KeyError, AttributeError):
@@ -249,19 +249,9 @@ def _stop(st, info, why):
             f = getattr(mod, "__file__", None) or ""
             if f.startswith(lib + "/") or name.startswith(PYDEVD_MODULES):
                 del sys.modules[name]
-    _log("debugger stopped: %s" % why)
+    _log_line("debugger stopped: %s" % why)
     if not st.routers and not getattr(st, "reverts", None):
         sys.modules.pop(STATE_MODULE, None)
-
-
-def _log(text):
-    line = "[kubectl-wand] %s pid=%d %s\n" % (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), text)
-    try:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    except Exception:
-        pass
 
 
 def do_detach(chan, params):

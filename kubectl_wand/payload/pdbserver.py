@@ -16,7 +16,6 @@ import threading
 
 MAX_MESSAGE = 1 << 20  # characters of one server message relayed (a huge `p` is cut)
 MAX_LINE = 4 << 20  # bytes of one server line read; a longer one is dropped with a notice
-MAX_REQUEST = 1 << 20  # bytes of one CLI frame
 FINISH_WAIT = 5.0  # seconds a stopped thread gets to leave the server after our EOF
 
 
@@ -226,28 +225,14 @@ def run(chan, params, agent):
                   "with `kubectl wand stacks`")
         chan.close()
         return
-    f = chan.sock.makefile("rb")
+
+    def relay(req):
+        if isinstance(req.get("msg"), dict):
+            b.to_server(req["msg"])
+
     try:
-        while not b.done.is_set():
-            line = f.readline(MAX_REQUEST)
-            if not line:
-                break
-            try:
-                req = json.loads(line.decode("utf-8", "replace"))
-            except ValueError:
-                continue
-            if not isinstance(req, dict):
-                continue
-            op = req.get("op")
-            if op == "pdb" and isinstance(req.get("msg"), dict):
-                b.to_server(req["msg"])
-            elif op == "break":
-                b.break_in()
-            elif op == "stop":
-                why = str(req.get("why") or "stop")[:40]
-                break
-    except OSError:
-        pass
+        why = chan.dispatch({"pdb": relay, "break": lambda req: b.break_in()},
+                            until=b.done.is_set)
     finally:
         if b.done.is_set():
             why = "detached"
