@@ -96,6 +96,7 @@ class Code(str, enum.Enum):
     REMOTE_DEBUG_DISABLED = "remote-debug-disabled"
     SHELL_FAILED = "shell-failed"
     STAGING = "staging"
+    STATE_MISMATCH = "state-mismatch"
     STOPPED = "stopped"
     SYNTAX = "syntax"
     TARGET_EXITED = "target-exited"

@@ -17,6 +17,9 @@ import traceback
 import types
 
 STATE_MODULE = "_kubectl_wand_state"
+# The shape of the state kept in the process between injections. Bump it when that shape
+# changes: an agent never uses state left by an agent of another shape while it is in use.
+STATE_PROTOCOL = 1
 MAX_OUTPUT_DEFAULT = 8 * 1024 * 1024
 MAX_REQUEST = 1 << 20  # bytes of one control line from the CLI read at a time (its own frames)
 SURROGATES = re.compile("[\ud800-\udfff]")
@@ -103,17 +106,46 @@ class Channel:
             pass
 
 
+class StateMismatch(Exception):
+    """The process holds live state of another agent protocol (another kubectl-wand)."""
+
+
 def state():
-    """Module-level state that survives between injections (the debug server, timers)."""
+    """Module-level state that survives between injections (the debug server, timers).
+    State of another protocol is replaced when nothing in it is live, else refused."""
     mod = sys.modules.get(STATE_MODULE)
+    if mod is not None and getattr(mod, "protocol", None) != STATE_PROTOCOL:
+        busy = state_busy(mod)
+        if busy:
+            raise StateMismatch("%s (protocol %s; this kubectl-wand speaks %s)" % (
+                busy, getattr(mod, "protocol", "0"), STATE_PROTOCOL))
+        mod = None
     if mod is None:
         mod = types.ModuleType(STATE_MODULE)
+        mod.protocol = STATE_PROTOCOL
         mod.debug = None
         mod.routers = {}
         mod.lock = threading.Lock()  # the debug server
         mod.io_lock = threading.Lock()  # stdout/stderr routing
+        mod.background = {}  # exec --detach threads: ident -> what they run
+        mod.reverts = {}  # loglevel --for timers
+        mod.log_lock = threading.Lock()
         sys.modules[STATE_MODULE] = mod
     return mod
+
+
+def state_busy(mod):
+    """What of ``mod`` is in use now (a debugger, a capture, a timer, a thread), or ''."""
+    if getattr(mod, "debug", None) is not None:
+        return "a debugger left by another kubectl-wand is running"
+    if getattr(mod, "routers", None):
+        return "another kubectl-wand's code is running"
+    if getattr(mod, "reverts", None):
+        return "another kubectl-wand's loglevel --for timer is pending"
+    alive = {t.ident for t in threading.enumerate()}
+    if any(i in alive for i in (getattr(mod, "background", None) or {})):
+        return "another kubectl-wand's exec --detach code is running"
+    return ""
 
 
 def audit(params):
@@ -136,6 +168,15 @@ def run(params):
               python=sys.version.split()[0])
     audit(params)
     op = params["op"]
+    try:
+        state()
+    except StateMismatch as e:
+        chan.send("error", code="state-mismatch", message="this process holds kubectl-wand "
+                  "state this version cannot use: %s" % e, hint="end it with the kubectl-wand "
+                  "version that started it (or wait for its --keep/--for to run out), then "
+                  "retry")
+        chan.close()
+        return
     work = {"exec": do_exec, "attach": do_attach, "detach": do_detach,
             "loglevel": do_loglevel, "trace": do_trace, "shell": do_shipped,
             "pdb": do_shipped}.get(op)
@@ -360,8 +401,6 @@ def _exec_detached(chan, params):
         chan.close()
         return
     st = state()
-    if not hasattr(st, "background"):
-        st.background = {}
     ns = {"__name__": "__kubectl_wand_exec__", "__builtins__": __builtins__,
           "__file__": filename}
 
@@ -468,9 +507,6 @@ def do_loglevel(chan, params):
         if not all(isinstance(n, str) for n in names):
             raise ValueError("logger names must be strings")
         st = state()
-        if not hasattr(st, "reverts"):
-            st.reverts = {}
-            st.log_lock = threading.Lock()
         results = []
         with st.log_lock:
             for name in names:
