@@ -7,11 +7,9 @@ import sys
 import click
 
 from kubectl_wand import log, progress
-from kubectl_wand.backends import backend_for
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.options import TargetOptions
 from kubectl_wand.safe_text import safe, safe_lines
-from kubectl_wand.targets import parse_target
 
 
 def kube_options(f):
@@ -53,13 +51,6 @@ def target_options(f=None, *, short_container=True):
         return f(*args, **kw)
 
     return wrapper
-
-
-def resolve(target_text, where: TargetOptions):
-    """(backend, boxes) for what the user typed."""
-    target = parse_target(target_text)
-    backend = backend_for(target, where)
-    return target, backend, backend.resolve(target)
 
 
 def is_tty():
@@ -137,10 +128,5 @@ def reach(target_text, where: TargetOptions, pid, quiet):
     among several), behind a spinner unless ``quiet``: for the one-process commands."""
     from kubectl_wand.engine import ops  # here: ps, validate and demo load this module too
 
-    _, backend, boxes = resolve(target_text, where)
-    box = boxes[0]
-    with progress.spinner(f"reaching {box.display}", force=False if quiet else None):
-        session = ops.open_session(backend, box, pid=pid,
-                                   ask=ask_process if is_tty() else None,
-                                   signal=where.nudge)
-    return box, session
+    return ops.reach(target_text, where, pid, ask_process if is_tty() else None,
+                     lambda text: progress.spinner(text, force=False if quiet else None))

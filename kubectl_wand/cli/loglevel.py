@@ -6,12 +6,11 @@ from typing import Optional
 
 import click
 
-from kubectl_wand.cli.common import kube_options, resolve, status, target_options
+from kubectl_wand.cli.common import kube_options, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.errors import UsageError
 from kubectl_wand.names import LEVELS
 from kubectl_wand.safe_text import safe
-from kubectl_wand.options import Scope
 
 MAX_SECONDS = 7 * 24 * 3600
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
@@ -113,18 +112,13 @@ def command(target, level, loggers, for_, ack_timeout, output, quiet, pid, all_r
     from kubectl_wand.cli import fanout as render
     from kubectl_wand.engine import fanout
 
-    value = parse_level(level)
-    seconds = parse_duration(for_)
-    names = [check_logger(n) for n in loggers] or ["root"]
-    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
-    _, backend, boxes = resolve(target, topts)
-    if not all_ready:
-        boxes = boxes[:1]
-    units = fanout.plan(backend, boxes, pid, all_processes, max_parallel)
-    if not quiet and output == "text" and len(units) > 1:
-        what = "process(es)" if all_processes else "target(s)"
-        status(f"Setting log levels in {len(units)} {what}, at most {max_parallel} at a time")
-    results = fanout.run_all(backend, units,
-                             fanout.loglevel_work(value, names, seconds, ack_timeout),
-                             max_parallel, signal=topts.nudge)
-    render.finish(results, output, body=describe)
+    fan = fanout.FanOptions(target, topts, pid, all_ready, all_processes, max_parallel)
+    work = fanout.loglevel_work(parse_level(level), [check_logger(n) for n in loggers] or
+                                ["root"], parse_duration(for_), ack_timeout)
+
+    def on_plan(n):
+        if not quiet and output == "text" and n > 1:
+            what = "process(es)" if all_processes else "target(s)"
+            status(f"Setting log levels in {n} {what}, at most {max_parallel} at a time")
+
+    render.finish(fanout.run_fanned(fan, work, on_plan), output, body=describe)

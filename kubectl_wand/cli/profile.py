@@ -8,14 +8,13 @@ import threading
 import click
 from tabulate import tabulate
 
-from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
-    target_options
+from kubectl_wand.cli.common import ask_process, is_tty, kube_options, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import report_unit, safe, unit_label
 from kubectl_wand.engine import flame, live, profile
+from kubectl_wand.engine.fanout import FanOptions
 from kubectl_wand.errors import UsageError, WandError
-from kubectl_wand.options import Scope
 
 
 def top_table(stacks, n: int) -> str:
@@ -82,15 +81,16 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
     kind = profile.format_for(output_path, fmt)
     if fmt and not output_path:
         raise UsageError("--format needs -o PATH", "e.g. -o flame.svg")
-    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
-    _, backend, boxes = resolve(target, topts)
-    if not all_ready:
-        boxes = boxes[:1]
-    units = live.plan(backend, boxes, pid, all_processes, max_parallel, remote_exec=False)
-    many = len(units) > 1
-    if not quiet:
-        status(f"Sampling {len(units)} process{'es' if many else ''} at {rate} Hz for "
-               f"{seconds:g}s (from memory; nothing runs in the target); Ctrl-C ends early")
+    fan = FanOptions(target, topts, pid, all_ready, all_processes, max_parallel)
+    many = False
+
+    def on_plan(n):
+        nonlocal many
+        many = n > 1
+        if not quiet:
+            status(f"Sampling {n} process{'es' if many else ''} at {rate} Hz for "
+                   f"{seconds:g}s (from memory; nothing runs in the target); Ctrl-C ends early")
+
     lock = threading.Lock()
     begun = set()
 
@@ -101,11 +101,9 @@ def command(target, duration, rate, threads, tasks, on_cpu, lines, output_path, 
         if first and not quiet:
             status(f"{unit_label(res)}: sampling")
 
-    ask = ask_process if (is_tty() and not many) else None
-    results = live.run_live(
-        backend, units, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu,
-                                             on_progress),
-        max_parallel, signal="none", remote_exec=False, ask=ask)
+    results = live.run_fanned(
+        fan, profile.profile_work(seconds, rate, threads, tasks, lines, on_cpu, on_progress),
+        on_plan, ask=ask_process if is_tty() else None, remote_exec=False, signal="none")
     with lock:
         for r in results:
             report_unit(r, status, quiet, (

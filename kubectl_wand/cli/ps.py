@@ -6,11 +6,9 @@ import click
 from tabulate import tabulate
 
 from kubectl_wand import progress
-from kubectl_wand.cli.common import (PROC_HEADERS, color_ok, kube_options, proc_row, resolve,
-                                     target_options)
-from kubectl_wand.engine.listing import list_processes
+from kubectl_wand.cli.common import PROC_HEADERS, color_ok, kube_options, proc_row, target_options
+from kubectl_wand.engine import listing
 from kubectl_wand.safe_text import safe
-from kubectl_wand.options import Scope
 
 
 def cut_notes(results) -> list:
@@ -39,13 +37,11 @@ def cut_notes(results) -> list:
 @kube_options
 def command(target, output, all_namespaces, show_all, pid, topts):
     """List Python processes in TARGET (default: pods of the current namespace)."""
-    topts.all_namespaces = all_namespaces
-    topts.scope = Scope.LIST
-    _, backend, boxes = resolve(target, topts) if target else _default(topts)
+    backend, boxes = listing.targets(listing.ListOptions(target, topts, all_namespaces))
     with progress.spinner(f"listing processes in {len(boxes)} target"
                           + ("s" if len(boxes) != 1 else "")):
         results = [(r.box, [p for p in r.procs if pid is None or p.pid == pid], r.error, r.cut)
-                   for r in list_processes(backend, boxes)]
+                   for r in listing.list_processes(backend, boxes)]
     failed = False
     if output == "json":
         out = []
@@ -101,9 +97,3 @@ def _painted(row):
         row[i] = click.style(row[i], fg="green" if row[i] == "yes" else "red")
     return row
 
-
-def _default(topts):
-    from kubectl_wand.backends.kubernetes import KubernetesBackend
-
-    backend = KubernetesBackend(topts)
-    return None, backend, backend.resolve(None)

@@ -6,9 +6,8 @@ from typing import List
 
 import click
 
-from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
-    target_options
-from kubectl_wand.engine import ops, stacks
+from kubectl_wand.cli.common import ask_process, is_tty, kube_options, status, target_options
+from kubectl_wand.engine import stacks
 from kubectl_wand.safe_text import safe
 
 
@@ -89,19 +88,13 @@ def command(target, output, no_tasks, pid, topts):
     """Every thread's Python stack and the asyncio task tree of a live process, read from its
     memory: no code runs in it, so it works on a wedged process and with remote debugging
     disabled. Thread names are the OS's (Python 3.14 sets them from threading's names)."""
-    _, backend, boxes = resolve(target, topts)
-    box = boxes[0]
-    session = ops.open_session(backend, box, pid=pid, ask=ask_process if is_tty() else None,
-                               signal="none", remote_exec=False)
-    proc = session.choice.proc
-    try:
-        snap = stacks.read(session, tasks=not no_tasks)
-    finally:
-        session.close()
+    got = stacks.run(stacks.StacksOptions(target, topts, pid, tasks=not no_tasks),
+                     ask=ask_process if is_tty() else None)
+    proc = got.proc
     if output == "json":
-        click.echo(json.dumps({"target": box.display, "python": proc.python,
-                               "command": proc.argv, **snap, "pid": proc.pid}, indent=2))
+        click.echo(json.dumps({"target": got.display, "python": proc.python,
+                               "command": proc.argv, **got.snap, "pid": proc.pid}, indent=2))
         return
-    if len([p for p in session.procs if p.python]) > 1:
-        status(f"{box.display}: {session.choice.reason}")
-    click.echo(render(dict(snap, pid=proc.pid), box.display, proc.command))
+    if got.several:
+        status(f"{got.display}: {got.reason}")
+    click.echo(render(dict(got.snap, pid=proc.pid), got.display, proc.command))

@@ -7,14 +7,13 @@ import time
 
 import click
 
-from kubectl_wand.cli.common import ask_process, is_tty, kube_options, resolve, status, \
-    target_options
+from kubectl_wand.cli.common import ask_process, is_tty, kube_options, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.cli.loglevel import parse_duration
 from kubectl_wand.cli.observe import report_unit, safe, unit_label
 from kubectl_wand.engine import live, trace
+from kubectl_wand.engine.fanout import FanOptions
 from kubectl_wand.errors import UsageError
-from kubectl_wand.options import Scope
 
 
 def hit_line(label: str, ev: dict) -> str:
@@ -66,14 +65,14 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
     per_second = trace.parse_rate(rate)
     if where is not None:
         trace.split_args(["x.py:1", where])  # checks that it compiles
-    topts.scope = Scope.EVERY_READY if all_ready else Scope.ONE
-    _, backend, boxes = resolve(target, topts)
-    if not all_ready:
-        boxes = boxes[:1]
-    units = live.plan(backend, boxes, pid, all_processes, max_parallel)
-    many = len(units) > 1
+    fan = FanOptions(target, topts, pid, all_ready, all_processes, max_parallel)
+    many = False
     lock = threading.Lock()
     out = sys.stdout
+
+    def on_plan(n):
+        nonlocal many
+        many = n > 1
 
     def on_event(res, ev):
         kind = ev.get("event")
@@ -98,11 +97,9 @@ def command(target, args, where, for_, max_hits, rate, ack_timeout, output, quie
                        f"{safe(ev.get('expr'), 300)} raised {safe(ev.get('error'), 500)} "
                        "(reported once; counted afterwards)")
 
-    ask = ask_process if (is_tty() and not many) else None
-    results = live.run_live(backend, units,
-                            trace.trace_work(locations, exprs, where, per_second, max_hits,
-                                             seconds, ack_timeout, on_event),
-                            max_parallel, signal=topts.nudge, ask=ask)
+    results = live.run_fanned(fan, trace.trace_work(locations, exprs, where, per_second,
+                                                    max_hits, seconds, ack_timeout, on_event),
+                              on_plan, ask=ask_process if is_tty() else None)
     failed = [r for r in results if not r.ok and not r.skipped]
     if output == "json":
         for r in results:

@@ -7,7 +7,6 @@ import click
 
 from kubectl_wand.cli.common import kube_options, target_options
 from kubectl_wand.safe_text import safe
-from kubectl_wand.targets import parse_target
 
 MARK = {True: "✓", False: "✗", None: "-"}
 
@@ -37,12 +36,9 @@ def command(target, output, pid, topts):
     versions, ephemeral containers, RBAC, Pod Security, the helper image, and per Python
     process its version, remote debugging, ptrace rights, a staging directory and debugpy.
     Never adds an ephemeral container. Exit status 0 only if attach would work."""
-    from kubectl_wand.backends import backend_for
-    from kubectl_wand.engine.validate import validate
+    from kubectl_wand.engine import validate
 
-    parsed = parse_target(target)
-    backend = backend_for(parsed, topts)
-    report = validate(backend, parsed, pid)
+    report = validate.run(target, topts, pid)
     if output == "json":
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

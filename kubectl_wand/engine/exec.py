@@ -10,7 +10,7 @@ from typing import Callable, ContextManager, List, Optional, Protocol
 from kubectl_wand.engine import fanout, ops
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.errors import UsageError, WandError
-from kubectl_wand.options import Scope, TargetOptions
+from kubectl_wand.options import TargetOptions
 
 
 @dataclass
@@ -63,15 +63,7 @@ class Done:
 def run(opts: ExecOptions, view: ExecView) -> Done:
     """Run the code in the one process the target names; KeyboardInterrupt (Ctrl-C) stops
     it in the target and the result says so."""
-    from kubectl_wand.backends import backend_for
-    from kubectl_wand.targets import parse_target
-
-    target = parse_target(opts.target)
-    backend = backend_for(target, opts.where)
-    box = backend.resolve(target)[0]
-    with view.step(f"reaching {box.display}"):
-        session = ops.open_session(backend, box, pid=opts.pid, ask=view.ask,
-                                   signal=opts.where.nudge)
+    box, session = ops.reach(opts.target, opts.where, opts.pid, view.ask, view.step)
     view.started(box.display, session.choice.reason)
     try:
         res = ops.run_code(session, opts.source, opts.filename, opts.timeout, view.output,
@@ -89,16 +81,7 @@ def run(opts: ExecOptions, view: ExecView) -> Done:
 
 def run_all(opts: ExecOptions, on_plan: Callable[[int], None]) -> list:
     """--all / --all-processes: every unit in parallel; ``on_plan(n)`` hears how many."""
-    from kubectl_wand.backends import backend_for
-    from kubectl_wand.targets import parse_target
-
-    opts.where.scope = Scope.EVERY_READY if opts.all_ready else Scope.ONE
-    target = parse_target(opts.target)
-    backend = backend_for(target, opts.where)
-    boxes = backend.resolve(target)
-    units = fanout.plan(backend, boxes, opts.pid, opts.all_processes, opts.max_parallel)
-    on_plan(len(units))
-    return fanout.run_all(backend, units,
-                          fanout.exec_work(opts.source, opts.filename, opts.timeout,
-                                           opts.max_output, opts.ack_timeout),
-                          opts.max_parallel, signal=opts.where.nudge)
+    fan = fanout.FanOptions(opts.target, opts.where, opts.pid, opts.all_ready,
+                            opts.all_processes, opts.max_parallel)
+    return fanout.run_fanned(fan, fanout.exec_work(opts.source, opts.filename, opts.timeout,
+                                                   opts.max_output, opts.ack_timeout), on_plan)

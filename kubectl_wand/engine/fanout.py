@@ -19,6 +19,7 @@ from kubectl_wand.engine import ops
 from kubectl_wand.engine.procs import Choice
 from kubectl_wand.engine.session import Session
 from kubectl_wand.errors import UsageError, WandError
+from kubectl_wand.options import Scope, TargetOptions
 
 DEFAULT_MAX_PARALLEL = 8
 
@@ -217,6 +218,44 @@ def run_all(backend, units: List[Unit], work: Work, max_parallel: int = DEFAULT_
 
     with _pool(len(units), max_parallel) as pool:
         return list(pool.map(one, units))
+
+
+@dataclass
+class FanOptions:
+    """Where a fanned-out command runs: the target, its flags, and how wide."""
+    target: str
+    where: TargetOptions
+    pid: Optional[int] = None
+    all_ready: bool = False  # every ready replica (else the one the target names)
+    all_processes: bool = False  # every Python process of each
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+
+    def __post_init__(self):
+        if self.max_parallel < 1:
+            raise UsageError("--max-parallel must be at least 1", code="usage")
+
+
+def planned(opts: FanOptions, remote_exec: bool = True):
+    """(backend, units) for a fanned-out command: the target resolved, its units planned."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.targets import parse_target
+
+    opts.where.scope = Scope.EVERY_READY if opts.all_ready else Scope.ONE
+    target = parse_target(opts.target)
+    backend = backend_for(target, opts.where)
+    boxes = backend.resolve(target)
+    if not opts.all_ready:
+        boxes = boxes[:1]
+    return backend, plan(backend, boxes, opts.pid, opts.all_processes, opts.max_parallel,
+                         remote_exec=remote_exec)
+
+
+def run_fanned(opts: FanOptions, work: Work, on_plan: Callable[[int], None] = lambda n: None
+               ) -> List[UnitResult]:
+    """Resolve, plan and run ``work`` on every unit; ``on_plan(n)`` hears how many first."""
+    backend, units = planned(opts)
+    on_plan(len(units))
+    return run_all(backend, units, work, opts.max_parallel, signal=opts.where.nudge)
 
 
 def summary(results: List[UnitResult]) -> dict:

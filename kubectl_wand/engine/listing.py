@@ -8,6 +8,30 @@ from kubectl_wand.backends.base import Box
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.engine.session import Session
 from kubectl_wand.errors import WandError
+from kubectl_wand.options import Scope, TargetOptions
+
+
+@dataclass
+class ListOptions:
+    target: Optional[str]  # None: the pods of the current namespace
+    where: TargetOptions
+    all_namespaces: bool = False  # ps -A
+
+
+def targets(opts: ListOptions):
+    """(backend, boxes) to list: every running pod and container the target names."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.backends.kubernetes import KubernetesBackend
+    from kubectl_wand.targets import parse_target
+
+    opts.where.all_namespaces = opts.all_namespaces
+    opts.where.scope = Scope.LIST
+    if opts.target is None:
+        backend = KubernetesBackend(opts.where)
+        return backend, backend.resolve(None)
+    target = parse_target(opts.target)
+    backend = backend_for(target, opts.where)
+    return backend, backend.resolve(target)
 
 
 @dataclass

@@ -70,9 +70,16 @@ def _wait(dones):
             pass
 
 
-def plan(backend, boxes, pid, all_processes, max_parallel, remote_exec=True) -> List[Unit]:
-    return fanout.plan(backend, boxes, pid, all_processes, max_parallel,
-                       remote_exec=remote_exec)
+def run_fanned(opts: fanout.FanOptions, work: LiveWork,
+               on_plan: Callable[[int], None] = lambda n: None, ask=None,
+               remote_exec: bool = True, signal: Optional[str] = None) -> List[UnitResult]:
+    """trace/profile's entry: resolve, plan (``on_plan(n)`` hears how many units), run all
+    together. ``ask`` (an interactive process choice) serves a single unit only."""
+    backend, units = fanout.planned(opts, remote_exec)
+    on_plan(len(units))
+    return run_live(backend, units, work, opts.max_parallel,
+                    signal=opts.where.nudge if signal is None else signal,
+                    remote_exec=remote_exec, ask=ask if len(units) == 1 else None)
 
 
 def events(session, stop: threading.Event, limit: Optional[float] = None):

@@ -109,6 +109,24 @@ def open_session(backend, box, pid=None, ask=None, timeout=60.0, signal="auto",
     return s
 
 
+def reach(target_text: str, where, pid: Optional[int] = None, ask=None, step=None,
+          **session_kw):
+    """(box, session): the first box the target names, and a session to its chosen process
+    (``open_session``); ``step(text)``, a context manager, shows the slow part."""
+    from contextlib import nullcontext
+
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.targets import parse_target
+
+    target = parse_target(target_text)
+    backend = backend_for(target, where)
+    box = backend.resolve(target)[0]
+    with step(f"reaching {box.display}") if step else nullcontext():
+        session = open_session(backend, box, pid=pid, ask=ask,
+                               **dict({"signal": where.nudge}, **session_kw))
+    return box, session
+
+
 def read_script(path: str) -> bytes:
     """A user script for exec -f, refused early when it cannot work."""
     if path == "-":

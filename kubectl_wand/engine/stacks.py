@@ -2,10 +2,44 @@
 the target's own interpreter (``_remote_debugging``): nothing runs in the target, nothing is
 staged, and remote debugging may be disabled."""
 
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
 
+from kubectl_wand.engine.procs import Proc
 from kubectl_wand.engine.session import Session, raise_for
 from kubectl_wand.errors import WandError
+from kubectl_wand.options import TargetOptions
+
+
+@dataclass
+class StacksOptions:
+    target: str
+    where: TargetOptions = field(default_factory=TargetOptions)
+    pid: Optional[int] = None
+    tasks: bool = True  # the asyncio task tree too
+
+
+@dataclass
+class Snapshot:
+    display: str
+    proc: Proc
+    reason: str  # why this process (engine/procs.py choose)
+    several: bool  # the target holds more than one Python process
+    snap: dict  # threads, tasks… as read()
+
+
+def run(opts: StacksOptions, ask: Optional[Callable[[List[Proc]], Proc]] = None) -> Snapshot:
+    """The stacks of the one process the target names; nothing runs in it (no nudge)."""
+    from kubectl_wand.engine.ops import reach
+
+    box, session = reach(opts.target, opts.where, opts.pid, ask, signal="none",
+                         remote_exec=False)
+    try:
+        snap = read(session, tasks=opts.tasks)
+    finally:
+        session.close()
+    return Snapshot(box.display, session.choice.proc, session.choice.reason,
+                    len([p for p in session.procs if p.python]) > 1, snap)
 
 
 def read(session: Session, timeout: float = 30.0, tasks: bool = True) -> dict:

@@ -186,6 +186,15 @@ def _finish(rep: Report, why: str = "") -> Report:
     return rep
 
 
+def run(target_text: str, where, pid=None) -> Report:
+    """validate's façade: what the user typed, checked on the backend it names."""
+    from kubectl_wand.backends import backend_for
+    from kubectl_wand.targets import parse_target
+
+    target = parse_target(target_text)
+    return validate(backend_for(target, where), target, pid)
+
+
 def validate(backend, target, pid=None) -> Report:
     """The backend's own checks (tools, cluster, permissions), then the process checks."""
     with ThreadPoolExecutor(max_workers=2) as pool:

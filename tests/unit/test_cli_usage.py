@@ -26,12 +26,12 @@ def run_main(monkeypatch, capsys, *args):
 @pytest.fixture(autouse=True)
 def no_backends(monkeypatch):
     """Any attempt to reach kubectl/docker is a test failure: these are pure usage errors."""
-    import kubectl_wand.cli.common as common
+    import kubectl_wand.backends as backends
 
     def boom(*a, **kw):
         raise AssertionError("a backend was used for a usage error")
 
-    monkeypatch.setattr(common, "backend_for", boom)
+    monkeypatch.setattr(backends, "backend_for", boom)
 
 
 @pytest.mark.parametrize("args, message, hint", [
