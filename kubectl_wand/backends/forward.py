@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
@@ -62,7 +62,22 @@ def listen_local(port: int, host: str = "127.0.0.1") -> socket.socket:
     return s
 
 
-class StdioForwarder:
+class Forward:
+    """What attach reads of every forward: its local port, the line it sends first on each
+    connection (the debug gate's secret), the uids it turned away, whether its far end is
+    gone for good (the pod was replaced), and a hook told each time it restarts itself."""
+
+    local_port = 0
+    preamble: Optional[bytes] = None
+    refused: Sequence[int] = ()  # a list per instance in forwards that check the peer's uid
+    dead = False
+    on_restart: Optional[Callable[[int], None]] = None
+
+    def close(self):
+        raise NotImplementedError
+
+
+class StdioForwarder(Forward):
     """Each accepted connection is relayed through a fresh process's stdin/stdout.
 
     ``prespawn``: one relay is always started ahead of the next client (payload/forward.py
@@ -302,11 +317,11 @@ class Front(TcpForwarder):
 
     @property
     def dead(self):
-        return getattr(self.inner, "dead", False)
+        return self.inner.dead
 
     @property
     def on_restart(self):
-        return getattr(self.inner, "on_restart", None)
+        return self.inner.on_restart
 
     @on_restart.setter
     def on_restart(self, fn):

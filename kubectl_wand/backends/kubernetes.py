@@ -21,6 +21,7 @@ from kubectl_wand.backends.base import (HELPER_CACHE, Backend, exec_not_found,
                                         python_candidates, run)
 from kubectl_wand.backends.kube_pods import (PYTHON_PATH, KubeBox, box_for, default_container,
                                              pod_ready, remember_python)
+from kubectl_wand.backends.forward import Forward
 from kubectl_wand.children import die_with_parent
 from kubectl_wand.errors import WandError
 from kubectl_wand.names import kube_version, kubectl_argv, kubectl_binary
@@ -402,7 +403,7 @@ class KubernetesBackend(Backend):
         return PortForward(self, box, remote_port, local_port)
 
 
-class PortForward:
+class PortForward(Forward):
     """`kubectl port-forward` to 127.0.0.1 inside the pod, restarted if it drops."""
 
     def __init__(self, backend: KubernetesBackend, box: KubeBox, remote_port: int,

@@ -189,8 +189,7 @@ def attach_once(backend, box, opts: AttachOptions, local_port: int, first: bool,
         if front and att.preamble:
             fwd = Front(fwd, local_port)
         fwd.preamble = att.preamble
-        if hasattr(fwd, "on_restart"):  # only forwards that restart a dropped kubectl
-            fwd.on_restart = lambda n: view.event(PortForwardRestarted(n))
+        fwd.on_restart = lambda n: view.event(PortForwardRestarted(n))  # a dropped kubectl
         cfg, warnings = editors.safe_config(
             vscode_config(opts.editor_name or f"kubectl-wand: {box.display}", "127.0.0.1",
                           fwd.local_port, remote_root(proc)), fallbacks=[proc.cwd or "/"])
@@ -203,17 +202,15 @@ def attach_once(backend, box, opts: AttachOptions, local_port: int, first: bool,
             idle = idle + 1 if ev.get("event") == "idle" else 0
             if ev.get("event") == "client":
                 view.event(Client(ev.get("state") or "", ev.get("why"), ev.get("resumed_ms")))
-            refused = getattr(fwd, "refused", None)
-            while refused:
-                view.event(Refused(refused.pop(0), fwd.local_port))
+            while fwd.refused:
+                view.event(Refused(fwd.refused.pop(0), fwd.local_port))
             if ev.get("event") == "detached":
                 raise WandError("the debugger in the target ended this session "
                                 f"({ev.get('why')})", "attach again", code="detached")
             # every 2 s of quiet, look at the target itself: a `docker exec` into a container
             # that was killed may never end, so its end is not always an event
             gone = _gone(backend, box) if idle % QUIET_CHECKS == QUIET_CHECKS - 1 else None
-            if ev.get("event") in ("target-exited", "closed") or getattr(fwd, "dead", False) \
-                    or gone:
+            if ev.get("event") in ("target-exited", "closed") or fwd.dead or gone:
                 return {"what": f"process {proc.pid} in {box.display}",
                         "local_port": fwd.local_port, "pid": proc.pid}
     except KeyboardInterrupt:

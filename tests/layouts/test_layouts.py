@@ -89,7 +89,7 @@ def _layouts():
                                marks=pytest.mark.layout_matrix)
 
 
-@pytest.mark.parametrize("name,full", _layouts())
+@pytest.mark.parametrize("name,full", list(_layouts()))
 def test_every_command_on_every_layout(target, name, full):
     t = target(name)
     row = t.app_row()
