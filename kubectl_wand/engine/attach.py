@@ -19,7 +19,7 @@ from kubectl_wand.engine.launch import vscode_config
 from kubectl_wand.engine.ops import open_session
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.engine.session import CLOSED, Session, kill_point
-from kubectl_wand.errors import WandError
+from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.options import TargetOptions
 from kubectl_wand.targets import parse_target
 
@@ -42,8 +42,6 @@ class AttachOptions:
 
     def __post_init__(self):
         if not (0 < self.port < 65536) or not (0 <= self.local_port < 65536):
-            from kubectl_wand.errors import UsageError
-
             raise UsageError("ports must be between 1 and 65535 (--local-port may be 0)",
                              code="usage")
 
