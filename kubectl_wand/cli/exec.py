@@ -10,7 +10,7 @@ from kubectl_wand import progress
 from kubectl_wand.cli.common import ask_process, is_tty, kube_options, status, target_options
 from kubectl_wand.cli.fanout import fanout_options
 from kubectl_wand.engine import exec as engine
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import runcode
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.safe_text import StreamFilter
 
@@ -55,7 +55,7 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
         raise UsageError("give exactly one of -f FILE or -c CODE",
                          "e.g. kubectl wand exec deploy/app -c 'print(1)'")
     # argv bytes that are not UTF-8 arrive as surrogate escapes: send them as they were typed
-    source = ops.read_script(path) if path else code.encode("utf-8", "surrogateescape")
+    source = runcode.read_script(path) if path else code.encode("utf-8", "surrogateescape")
     opts = engine.ExecOptions(
         target, source, filename=path if path and path != "-" else "<kubectl-wand -c>",
         where=topts, pid=pid, timeout=timeout, detach=detach, ack_timeout=ack_timeout,
@@ -107,11 +107,11 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
             status(f"[kubectl-wand] output truncated at {max_output} characters (--max-output)")
         if res.timed_out:
             raise WandError(f"the code did not finish within {timeout:g}s; "
-                            + ops.describe_stop(res, pid),
+                            + runcode.describe_stop(res, pid),
                             "raise --timeout, make the code return sooner, or run it with "
                             "--detach", code="timeout", exit_code=124)
         if res.interrupted:
-            raise WandError("interrupted; " + ops.describe_stop(res, pid),
+            raise WandError("interrupted; " + runcode.describe_stop(res, pid),
                             "--detach runs code that should outlive this command",
                             code="interrupted", exit_code=130)
     if res.timed_out:

@@ -2,12 +2,12 @@
 process in parallel) and bring back its output and result.
 
 The CLI builds an :class:`ExecOptions` and a view; :func:`run` resolves the target, opens a
-session (engine/ops.py), runs the code (``ops.run_code``) and returns what happened."""
+session (engine/ops.py), runs the code (``runcode.run_code``) and returns what happened."""
 
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager, List, Optional, Protocol
 
-from kubectl_wand.engine import fanout, ops
+from kubectl_wand.engine import fanout, ops, runcode
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.errors import UsageError, WandError
 from kubectl_wand.options import TargetOptions
@@ -32,7 +32,7 @@ class ExecOptions:
     def __post_init__(self):
         if self.detach and self.fanned:
             raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
-        ops.refuse_fatal(self.source, self.force)
+        runcode.refuse_fatal(self.source, self.force)
 
     @property
     def fanned(self) -> bool:
@@ -54,10 +54,10 @@ class ExecView(Protocol):
 
 @dataclass
 class Done:
-    """One process's run: where, which PID, and the result (ops.ExecResult)."""
+    """One process's run: where, which PID, and the result (runcode.ExecResult)."""
     display: str
     pid: int
-    result: ops.ExecResult
+    result: runcode.ExecResult
 
 
 def run(opts: ExecOptions, view: ExecView) -> Done:
@@ -66,7 +66,7 @@ def run(opts: ExecOptions, view: ExecView) -> Done:
     box, session = ops.reach(opts.target, opts.where, opts.pid, view.ask, view.step)
     view.started(box.display, session.choice.reason)
     try:
-        res = ops.run_code(session, opts.source, opts.filename, opts.timeout, view.output,
+        res = runcode.run_code(session, opts.source, opts.filename, opts.timeout, view.output,
                            opts.max_output, opts.ack_timeout, detach=opts.detach)
     finally:
         session.close()

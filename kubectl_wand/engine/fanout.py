@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from kubectl_wand.backends.base import Box
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import ops, runcode
 from kubectl_wand.engine.procs import Choice
 from kubectl_wand.engine.session import Session
 from kubectl_wand.errors import UsageError, WandError
@@ -271,7 +271,7 @@ def exec_work(source: bytes, filename: str, timeout: Optional[float], max_output
               ack_timeout: float) -> Work:
     def work(session, res: UnitResult):
         out = {"stdout": [], "stderr": []}
-        r = ops.run_code(session, source, filename, timeout,
+        r = runcode.run_code(session, source, filename, timeout,
                          lambda stream, data: out[stream].append(data), max_output, ack_timeout)
         res.stdout, res.stderr = "".join(out["stdout"]), "".join(out["stderr"])
         res.status, res.traceback = r.status, r.traceback

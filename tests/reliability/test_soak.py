@@ -15,7 +15,7 @@ import time
 import pytest
 
 from kubectl_wand.backends.docker import DockerBackend
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import ops, runcode
 from kubectl_wand.errors import WandError
 from kubectl_wand.targets import parse_target
 from tests.reliability.conftest import HTTP
@@ -63,7 +63,7 @@ def test_soak_sequential_injections_under_load(app, n, capsys):
         out = []
         s = ops.open_session(backend, box, pid=1)  # the load loop is a Python process too
         try:
-            res = ops.run_code(s, f"print({i})".encode(), "<soak>", 30,
+            res = runcode.run_code(s, f"print({i})".encode(), "<soak>", 30,
                                lambda stream, data: out.append(data))
         finally:
             s.close()

@@ -3,7 +3,7 @@ before anything is sent; output text is made printable. Pure functions."""
 
 import pytest
 
-from kubectl_wand.engine import ops
+from kubectl_wand.engine import runcode
 from kubectl_wand.errors import WandError
 
 
@@ -25,7 +25,7 @@ from kubectl_wand.errors import WandError
     ("def f():\n    import os\n    if True:\n        os._exit(3)\nf()", "line 4: os._exit()"),
 ])
 def test_found(code, found):
-    got = ops.fatal_calls(code.encode())
+    got = runcode.fatal_calls(code.encode())
     assert len(got) == 1 and found in got[0], got
 
 
@@ -41,26 +41,26 @@ def test_found(code, found):
     "class O:\n    def _exit(self): pass\nO()._exit()",
 ])
 def test_not_found(code):
-    assert ops.fatal_calls(code.encode()) == []
+    assert runcode.fatal_calls(code.encode()) == []
 
 
 def test_unparsable_code_is_checked_by_name():
-    got = ops.fatal_calls(b"import os\nos._exit(0)\ndef broken(:\n")
+    got = runcode.fatal_calls(b"import os\nos._exit(0)\ndef broken(:\n")
     assert got and "line 2" in got[0] and "by name" in got[0]
-    assert ops.fatal_calls(b"def broken(:\n    pass\n") == []
+    assert runcode.fatal_calls(b"def broken(:\n    pass\n") == []
 
 
 def test_refuse_fatal_unless_forced():
     with pytest.raises(WandError) as ei:
-        ops.refuse_fatal(b"import os\nos._exit(0)", force=False)
+        runcode.refuse_fatal(b"import os\nos._exit(0)", force=False)
     assert ei.value.exit_code == 2 and ei.value.code == "would-kill"
     assert "--force" in ei.value.hint and "os._exit()" in ei.value.message
-    ops.refuse_fatal(b"import os\nos._exit(0)", force=True)
-    ops.refuse_fatal(b"print(1)", force=False)
+    runcode.refuse_fatal(b"import os\nos._exit(0)", force=True)
+    runcode.refuse_fatal(b"print(1)", force=False)
 
 
 def test_clean_text_turns_undecodable_bytes_into_replacement_characters():
-    assert ops.clean_text("caf\udce9 ok") == "caf\ufffd ok"
-    assert ops.clean_text("\ud800x\udfff") == "\ufffdx\ufffd"
-    assert ops.clean_text("plain €") == "plain €"
-    ops.clean_text("caf\udce9").encode("utf-8")  # strict: no error
+    assert runcode.clean_text("caf\udce9 ok") == "caf\ufffd ok"
+    assert runcode.clean_text("\ud800x\udfff") == "\ufffdx\ufffd"
+    assert runcode.clean_text("plain €") == "plain €"
+    runcode.clean_text("caf\udce9").encode("utf-8")  # strict: no error

@@ -1,12 +1,11 @@
 """read_script refusals, pick_process without a TTY, remote_root for pathMappings."""
 
 import io
-import os
 import sys
 
 import pytest
 
-from kubectl_wand.engine import attach, ops
+from kubectl_wand.engine import attach, ops, runcode
 from kubectl_wand.engine.procs import Proc, assign_roles
 from kubectl_wand.errors import WandError
 
@@ -14,7 +13,7 @@ from kubectl_wand.errors import WandError
 def test_read_script_returns_bytes(tmp_path):
     f = tmp_path / "s.py"
     f.write_bytes(b"print('hi')\n")
-    assert ops.read_script(str(f)) == b"print('hi')\n"
+    assert runcode.read_script(str(f)) == b"print('hi')\n"
 
 
 def test_read_script_keeps_non_utf8_bytes_untouched(tmp_path):
@@ -22,24 +21,24 @@ def test_read_script_keeps_non_utf8_bytes_untouched(tmp_path):
     data = b"# -*- coding: latin-1 -*-\nprint('caf\xe9')\n"
     f = tmp_path / "latin.py"
     f.write_bytes(data)
-    assert ops.read_script(str(f)) == data
+    assert runcode.read_script(str(f)) == data
 
 
 def test_read_script_exactly_at_limit_is_accepted(tmp_path):
     f = tmp_path / "big.py"
     with open(f, "wb") as fh:
-        fh.truncate(ops.MAX_SCRIPT_BYTES)
+        fh.truncate(runcode.MAX_SCRIPT_BYTES)
     # a sparse file of NULs: accepted by size, then refused as binary
     with pytest.raises(WandError) as ei:
-        ops.read_script(str(f))
+        runcode.read_script(str(f))
     assert ei.value.code == "bad-script"
-    f.write_bytes(b"#" * ops.MAX_SCRIPT_BYTES)
-    assert len(ops.read_script(str(f))) == ops.MAX_SCRIPT_BYTES
+    f.write_bytes(b"#" * runcode.MAX_SCRIPT_BYTES)
+    assert len(runcode.read_script(str(f))) == runcode.MAX_SCRIPT_BYTES
 
 
 def _refusal(path):
     with pytest.raises(WandError) as ei:
-        ops.read_script(path)
+        runcode.read_script(path)
     return ei.value
 
 
@@ -58,10 +57,10 @@ def test_read_script_refuses_missing_file(tmp_path):
 def test_read_script_refuses_too_large(tmp_path):
     f = tmp_path / "huge.py"
     with open(f, "wb") as fh:
-        fh.truncate(ops.MAX_SCRIPT_BYTES + 1)  # sparse: costs no disk
+        fh.truncate(runcode.MAX_SCRIPT_BYTES + 1)  # sparse: costs no disk
     e = _refusal(str(f))
     assert (e.code, e.exit_code) == ("too-large", 2)
-    assert f"is {ops.MAX_SCRIPT_BYTES + 1} bytes" in e.message
+    assert f"is {runcode.MAX_SCRIPT_BYTES + 1} bytes" in e.message
     assert "4 MiB" in e.message
     assert "separately" in e.hint
 
@@ -81,11 +80,11 @@ class _Stdin:
 
 def test_read_script_from_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", _Stdin(b"print(2)\n"))
-    assert ops.read_script("-") == b"print(2)\n"
+    assert runcode.read_script("-") == b"print(2)\n"
 
 
 def test_read_script_from_stdin_too_large(monkeypatch):
-    monkeypatch.setattr(sys, "stdin", _Stdin(b"#" * (ops.MAX_SCRIPT_BYTES + 10)))
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"#" * (runcode.MAX_SCRIPT_BYTES + 10)))
     e = _refusal("-")
     assert (e.code, e.exit_code) == ("too-large", 2)
 
