@@ -9,7 +9,7 @@ import time
 from typing import Callable
 
 from kubectl_wand.backends.docker import DockerBackend
-from kubectl_wand.dap import DAPClient
+from kubectl_wand.dap import DAPClient, DAPError
 from kubectl_wand.engine import attach, ops
 from kubectl_wand.errors import WandError
 from kubectl_wand.targets import Target
@@ -65,6 +65,7 @@ def run_demo(image: str, runtime: str, say: Callable[[str], None],
         att = attach.Attachment(session, port=5679)
         ev = att.start()
         fwd = backend.forward(box, ev["port"], 0)
+        fwd.preamble = att.preamble  # the debugger's gate answers only this session
         say(f"2. debugpy listening on 127.0.0.1:{ev['port']} inside the app (PID "
             f"{session.pid}), forwarded to 127.0.0.1:{fwd.local_port} "
             f"({time.monotonic() - t1:.2f}s)")
@@ -83,6 +84,10 @@ def run_demo(image: str, runtime: str, say: Callable[[str], None],
             answer = req.communicate(timeout=20)[0].decode().strip()
             say(f"5. continued; the request completed: {answer!r}")
             dap.close()
+        except DAPError as e:
+            raise WandError(f"the demo's debugger session failed: {e}",
+                            "run it again with -v; `kubectl wand validate` checks the "
+                            "container", code="demo")
         finally:
             res = att.detach()
             fwd.close()
