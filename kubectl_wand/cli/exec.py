@@ -57,7 +57,7 @@ def command(target, path, code, timeout, detach, ack_timeout, max_output, output
     # argv bytes that are not UTF-8 arrive as surrogate escapes: send them as they were typed
     source = runcode.read_script(path) if path else code.encode("utf-8", "surrogateescape")
     opts = engine.ExecOptions(
-        target, source, filename=path if path and path != "-" else "<kubectl-wand -c>",
+        target, source=source, filename=path if path and path != "-" else "<kubectl-wand -c>",
         where=topts, pid=pid, timeout=timeout, detach=detach, ack_timeout=ack_timeout,
         max_output=max_output, all_ready=all_ready, all_processes=all_processes,
         max_parallel=max_parallel, force=force)

@@ -4,39 +4,29 @@ process in parallel) and bring back its output and result.
 The CLI builds an :class:`ExecOptions` and a view; :func:`run` resolves the target, opens a
 session (engine/ops.py), runs the code (``runcode.run_code``) and returns what happened."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ContextManager, List, Optional, Protocol
 
 from kubectl_wand.engine import fanout, ops, runcode
 from kubectl_wand.engine.procs import Proc
 from kubectl_wand.errors import UsageError, WandError
-from kubectl_wand.options import TargetOptions
 
 
 @dataclass
-class ExecOptions:
-    target: str
-    source: bytes
+class ExecOptions(fanout.FanOptions):
+    """Where (fanout.FanOptions: target, flags, --all…) and what to run."""
+    source: bytes = b""
     filename: str = "<kubectl-wand -c>"
-    where: TargetOptions = field(default_factory=TargetOptions)
-    pid: Optional[int] = None
     timeout: Optional[float] = 30.0
     detach: bool = False  # start in a background thread of the target and return
     ack_timeout: float = 5.0
     max_output: int = 8 << 20
-    all_ready: bool = False  # every ready replica
-    all_processes: bool = False  # every Python process of each target
-    max_parallel: int = fanout.DEFAULT_MAX_PARALLEL
     force: bool = False  # run code that would end the process
 
     def __post_init__(self):
         if self.detach and self.fanned:
             raise UsageError("--detach runs in one process only", "drop --all/--all-processes")
         runcode.refuse_fatal(self.source, self.force)
-
-    @property
-    def fanned(self) -> bool:
-        return self.all_ready or self.all_processes
 
 
 class ExecView(Protocol):
@@ -81,7 +71,5 @@ def run(opts: ExecOptions, view: ExecView) -> Done:
 
 def run_all(opts: ExecOptions, on_plan: Callable[[int], None]) -> list:
     """--all / --all-processes: every unit in parallel; ``on_plan(n)`` hears how many."""
-    fan = fanout.FanOptions(opts.target, opts.where, opts.pid, opts.all_ready,
-                            opts.all_processes, opts.max_parallel)
-    return fanout.run_fanned(fan, fanout.exec_work(opts.source, opts.filename, opts.timeout,
+    return fanout.run_fanned(opts, fanout.exec_work(opts.source, opts.filename, opts.timeout,
                                                    opts.max_output, opts.ack_timeout), on_plan)

@@ -224,15 +224,15 @@ def run_all(backend, units: List[Unit], work: Work, max_parallel: int = DEFAULT_
 class FanOptions:
     """Where a fanned-out command runs: the target, its flags, and how wide."""
     target: str
-    where: TargetOptions
+    where: TargetOptions = field(default_factory=TargetOptions)
     pid: Optional[int] = None
     all_ready: bool = False  # every ready replica (else the one the target names)
     all_processes: bool = False  # every Python process of each
-    max_parallel: int = DEFAULT_MAX_PARALLEL
+    max_parallel: int = DEFAULT_MAX_PARALLEL  # run_all refuses less than 1
 
-    def __post_init__(self):
-        if self.max_parallel < 1:
-            raise UsageError("--max-parallel must be at least 1", code="usage")
+    @property
+    def fanned(self) -> bool:
+        return self.all_ready or self.all_processes
 
 
 def planned(opts: FanOptions, remote_exec: bool = True):

@@ -11,13 +11,14 @@ version ($WAND_TEST_KUBECTL, default 1.32); `-m kube_matrix` tests run every ver
 `cluster_module` is the same, shared by the tests of one module (cheaper: create pods once).
 Skips (or fails, with WAND_REQUIRE_DOCKER=1) when Docker or the bed image is missing.
 """
+import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import WAND
+from tests.conftest import WAND, wait_for_line
 from tests.kube.apiserver.cluster import DEFAULT_IMAGE, Cluster, docker_available, image_available
 
 _reason = []
@@ -98,3 +99,26 @@ def helpers_of(cluster, pod, ns="default"):
     """kubectl-wand's ephemeral helper containers in a pod (read with the kubernetes client)."""
     st = k8s(cluster).read_namespaced_pod(pod, ns).status.ephemeral_container_statuses or []
     return [s.name for s in st if s.name.startswith("kubectl-wand-")]
+
+
+def attach_json(cluster, target="deploy/app", env=None, timeout=90):
+    """`kubectl wand attach TARGET --local-port 0 -o json` in the background: (the process,
+    its first ready line, parsed). The caller ends it (SIGINT) and checks its exit."""
+    p = subprocess.Popen([WAND, "attach", target, "--local-port", "0", "-o", "json"],
+                         env=dict(cluster.env, **(env or {})), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        return p, json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), timeout))
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+
+
+def request_in_pod(cluster, pod, path, python="python3"):
+    """A request to the pod's app (127.0.0.1:8000) from inside its container, running in the
+    background (a breakpoint may hold it): its stdout is the body."""
+    return subprocess.Popen(["docker", "exec", cluster.docker_name(pod), python, "-c",
+                             "import urllib.request as u;print(u.urlopen("
+                             f"'http://127.0.0.1:8000{path}', timeout=60).read().decode())"],
+                            stdout=subprocess.PIPE, text=True)

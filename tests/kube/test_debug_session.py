@@ -2,21 +2,14 @@
 strand the pod: a client that drops while stopped, and the CLI killed while stopped,
 leave it serving."""
 
-import json
 import signal
 import socket
 import subprocess
 import time
 
 from kubectl_wand.dap import DAPClient
-from tests.conftest import WAND, breakpoint_line, poll, wait_for_line
-
-
-def _get(c, pod, path):
-    return subprocess.Popen(["docker", "exec", c.docker_name(pod), "python3", "-c",
-                             "import urllib.request as u;print(u.urlopen("
-                             f"'http://127.0.0.1:8000{path}', timeout=60).read().decode())"],
-                            stdout=subprocess.PIPE, text=True)
+from tests.conftest import breakpoint_line, poll
+from tests.kube.conftest import attach_json, request_in_pod
 
 
 def _drop(dap):
@@ -29,14 +22,12 @@ def test_drop_while_stopped_then_cli_killed_while_stopped(checked):
     c = checked
     d = c.deployment("app", replicas=1, ready_line="READY")
     line = breakpoint_line("http_app.py")
-    p = subprocess.Popen([WAND, "attach", "deploy/app", "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, ready = attach_json(c)
     try:
-        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
         # 1. the client vanishes while a request thread is stopped at a breakpoint
         dap = DAPClient("127.0.0.1", ready["port"])
         dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = _get(c, d.pod, "/k1")
+        req = request_in_pod(c, d.pod, "/k1")
         dap.stopped_locals(timeout=30)
         t0 = time.monotonic()
         _drop(dap)
@@ -45,7 +36,7 @@ def test_drop_while_stopped_then_cli_killed_while_stopped(checked):
         # 2. the next client through the same attach stops again; then the CLI is killed
         dap = DAPClient("127.0.0.1", ready["port"])
         dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = _get(c, d.pod, "/k2")
+        req = request_in_pod(c, d.pod, "/k2")
         dap.stopped_locals(timeout=30)
         t0 = time.monotonic()
         p.send_signal(signal.SIGKILL)

@@ -15,7 +15,8 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import api_calls, bed_ready, helpers_of, k8s, wand  # noqa: F401
+from tests.kube.conftest import api_calls, attach_json, bed_ready, helpers_of, k8s, \
+    request_in_pod, wand  # noqa: F401
 
 
 def http_get(cluster, pod, path="/x", port=8000):
@@ -51,17 +52,12 @@ def test_attach_deployment_breakpoint_then_pod_replaced(checked):
     c = checked
     d = c.deployment("app", replicas=1, ready_line="READY")
     line = breakpoint_line("http_app.py")
-    p = subprocess.Popen([WAND, "attach", "deploy/app", "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, ready = attach_json(c)
     try:
-        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
         assert ready["target"] == f"pod/{d.pod}" and ready["pid"] == 1
         dap = DAPClient("127.0.0.1", ready["port"])
         dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = subprocess.Popen(["docker", "exec", c.docker_name(d.pod), "python3", "-c",
-                                "import urllib.request as u;print(u.urlopen("
-                                "'http://127.0.0.1:8000/k8s').read().decode())"],
-                               stdout=subprocess.PIPE, text=True)
+        req = request_in_pod(c, d.pod, "/k8s")
         stop = dap.stopped_locals(timeout=30)
         assert stop["frame"]["line"] == line and stop["locals"]["greeting"] == "'hello /k8s'"
         dap.request("continue", threadId=stop["thread"])
@@ -86,10 +82,7 @@ def test_attach_deployment_breakpoint_then_pod_replaced(checked):
         assert again["port"] == ready["port"]
         dap = DAPClient("127.0.0.1", again["port"])
         dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = subprocess.Popen(["docker", "exec", c.docker_name(new_pod), "python3", "-c",
-                                "import urllib.request as u;print(u.urlopen("
-                                "'http://127.0.0.1:8000/again').read().decode())"],
-                               stdout=subprocess.PIPE, text=True)
+        req = request_in_pod(c, new_pod, "/again")
         stop = dap.stopped_locals(timeout=30)
         assert stop["locals"]["greeting"] == "'hello /again'"
         dap.request("continue", threadId=stop["thread"])
@@ -279,10 +272,8 @@ def test_attach_follows_a_pod_deleted_with_kubectl(cluster, tmp_path):
     assert c.run("rollout", "status", "deploy/made", "--timeout=60s", timeout=90).returncode == 0
     (old,) = c.pods(selector="app=made")
     c.wait_pod_ready(old, ready_line="READY")
-    p = subprocess.Popen([WAND, "attach", "deploy/made", "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, ready = attach_json(c, "deploy/made")
     try:
-        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
         assert ready["target"] == f"pod/{old}"
         assert c.run("delete", "pod", old, "--wait=false").returncode == 0
         again = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))

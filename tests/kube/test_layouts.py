@@ -2,14 +2,13 @@
 in the app container; the ephemeral helper runs the image's pristine copy of it."""
 
 import json
-import subprocess
 
 import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.bed import layouts as L
-from tests.conftest import WAND, breakpoint_line
-from tests.kube.conftest import helpers_of, wand
+from tests.conftest import breakpoint_line
+from tests.kube.conftest import attach_json, helpers_of, request_in_pod, wand
 
 BY_NAME = {lay.name: lay for lay in L.LAYOUTS}
 
@@ -37,16 +36,11 @@ def test_layout_journey(checked, name, tmp_path):
     helpers = helpers_of(c, pod)
     assert len(helpers) == 1, helpers
     line = breakpoint_line("http_app.py")
-    attach = subprocess.Popen([WAND, "attach", "deploy/web", "--local-port", "0",
-                               "-o", "json"], env=dict(c.env, **env), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    attach, info = attach_json(c, "deploy/web", env=env)
     try:
-        info = json.loads(attach.stdout.readline())
         dap = DAPClient("127.0.0.1", info["port"])
         dap.attach(breakpoints={L.APP: [line]})
-        req = subprocess.Popen(["docker", "exec", c.docker_name(pod), lay.python, "-c",
-                                "import urllib.request as u;"
-                                "u.urlopen('http://127.0.0.1:8000/k', timeout=30)"])
+        req = request_in_pod(c, pod, "/k", python=lay.python)
         stop = dap.stopped_locals(timeout=30)
         assert stop["locals"]["greeting"] == "'hello /k'"
         dap.request("continue", threadId=stop["thread"])

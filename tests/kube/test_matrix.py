@@ -6,13 +6,12 @@ breakpoint and the failure texts that differ between versions.
 """
 import json
 import signal
-import subprocess
 
 import pytest
 
 from kubectl_wand.dap import DAPClient
-from tests.conftest import WAND, breakpoint_line, wait_for_line
-from tests.kube.conftest import helpers_of, bed_ready, wand  # noqa: F401 (fixture)
+from tests.conftest import breakpoint_line
+from tests.kube.conftest import attach_json, helpers_of, request_in_pod, bed_ready, wand  # noqa: F401 (fixture)
 from tests.kube.apiserver.cluster import Cluster, kubectl_versions
 
 VERSIONS = list(kubectl_versions())
@@ -52,16 +51,11 @@ def test_attach_breakpoint(vcluster):
     c = vcluster
     d = c.deployment("app", ready_line="READY")
     line = breakpoint_line("http_app.py")
-    p = subprocess.Popen([WAND, "attach", "deploy/app", "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, ready = attach_json(c)
     try:
-        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 90))
         dap = DAPClient("127.0.0.1", ready["port"])
         dap.attach(breakpoints={"/app/http_app.py": [line]})
-        req = subprocess.Popen(["docker", "exec", c.docker_name(d.pod), "python3", "-c",
-                                "import urllib.request as u;print(u.urlopen("
-                                "'http://127.0.0.1:8000/m').read().decode())"],
-                               stdout=subprocess.PIPE, text=True)
+        req = request_in_pod(c, d.pod, "/m")
         stop = dap.stopped_locals(timeout=30)
         assert stop["locals"]["greeting"] == "'hello /m'"
         dap.request("continue", threadId=stop["thread"])

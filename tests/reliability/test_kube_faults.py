@@ -3,7 +3,6 @@
 killed with SIGKILL while forwarding (no `kubectl port-forward` may survive it: the forward
 dies with the CLI, the injector in the ephemeral helper detaches and cleans up)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 
 from kubectl_wand.dap import DAPClient
 from tests.conftest import IMAGE, WAND, Container, host_processes, wait_for_line
-from tests.kube.conftest import cluster_module, bed_ready  # noqa: F401 (fixtures)
+from tests.kube.conftest import attach_json, cluster_module, bed_ready  # noqa: F401 (fixtures)
 from tests.reliability.conftest import poll
 
 
@@ -39,10 +38,8 @@ def port_forwards(pod):
 
 def test_port_forward_killed_mid_session_is_restarted(cluster_module, pod):
     c = cluster_module
-    p = subprocess.Popen([WAND, "attach", "deploy/app", "--local-port", "0", "-o", "json"],
-                         env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, ready = attach_json(c, timeout=120)
     try:
-        ready = json.loads(wait_for_line(p.stdout, lambda s: s.startswith("{"), 120))
         dap = DAPClient("127.0.0.1", ready["port"])
         dap.request("initialize", adapterID="debugpy", clientID="wand-test")
         dap.close()
