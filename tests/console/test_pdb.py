@@ -18,11 +18,6 @@ def line_of(text, path="plainapp.py"):
                 if text in line)
 
 
-@pytest.fixture
-def plain(app):
-    return app("python3", "-u", "/wapps/plainapp.py", extra=MOUNT, ready="app ready")
-
-
 def attach(c, tmp_path):
     p = spawn("pdb", f"docker/{c.name}", home=tmp_path)
     p.expect("pdb attached to thread MainThread")

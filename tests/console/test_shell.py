@@ -13,11 +13,6 @@ MORE = r"\.\.\. "
 
 
 @pytest.fixture
-def plain(app):
-    return app("python3", "-u", "/wapps/plainapp.py", extra=MOUNT, ready="app ready")
-
-
-@pytest.fixture
 def aio(app):
     return app("python3", "-u", "/wapps/asyncapp.py", extra=MOUNT, ready="app ready")
 

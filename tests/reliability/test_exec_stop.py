@@ -5,7 +5,6 @@
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -56,12 +55,18 @@ def test_timeout_names_the_c_call_it_is_blocked_in(target):
          "the late stop logged in the target")
 
 
-def test_ctrl_c_stops_the_code(target):
-    c = target
+def spinning(c):
+    """`exec` of a loop that never returns, once it runs in the target."""
     p = subprocess.Popen([WAND, "exec", f"docker/{c.name}", "-c",
                           "print('running', flush=True)\nwhile True: pass"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(p.stdout, lambda s: "running" in s, 60)
+    return p
+
+
+def test_ctrl_c_stops_the_code(target):
+    c = target
+    p = spinning(c)
     p.send_signal(signal.SIGINT)
     rc = p.wait(timeout=30)
     err = p.stderr.read()
@@ -72,10 +77,7 @@ def test_ctrl_c_stops_the_code(target):
 
 def test_killed_cli_stops_the_code(target):
     c = target
-    p = subprocess.Popen([WAND, "exec", f"docker/{c.name}", "-c",
-                          "print('running', flush=True)\nwhile True: pass"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_line(p.stdout, lambda s: "running" in s, 60)
+    p = spinning(c)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
     poll(lambda: wand_threads(c) == [], 15, "the code stopped after its CLI was killed")
