@@ -96,7 +96,9 @@ def test_stacks_without_remote_debugging_and_asyncio_in_a_sidecar(checked):
         {"name": "web", "command": ["sh", "-c", "cd /app && exec python3 -m uvicorn asgi_app:app "
                                     "--host 127.0.0.1 --port 8001"], "user": 1000}])
     c.wait_pod_ready(d.pod, ready_line="READY", container="blocked")
-    c.wait_pod_ready(d.pod, ready_line="Application startup complete", container="web")
+    # uvicorn logs "Uvicorn running" at the end of its startup and enters main_loop right
+    # after, with no await between ("Application startup complete" comes before: too early)
+    c.wait_pod_ready(d.pod, ready_line="Uvicorn running", container="web")
     cp = wand(c, "stacks", "deploy/two", "-c", "blocked", "-o", "json")
     assert cp.returncode == 0, cp.stderr
     snap = json.loads(cp.stdout)
