@@ -156,17 +156,22 @@ def exec_spdy(read, write, docker_name, command, stdin, stderr, tty):
         if want <= set(streams):
             ready.set()
 
-    def on_data(sid, data, fin):
-        if sid != streams.get("stdin"):
-            return
-        ex = state["exec"]
-        if ex is None:
-            state["pending"].append((data, fin))
-            return
+    handoff = threading.Lock()  # stdin that came before the exec started goes first, in order
+
+    def deliver(ex, data, fin):
         if data:
             ex.stdin(data)
         if fin:
             ex.close_stdin()
+
+    def on_data(sid, data, fin):
+        if sid != streams.get("stdin"):
+            return
+        with handoff:
+            if state["exec"] is None:
+                state["pending"].append((data, fin))
+            else:
+                deliver(state["exec"], data, fin)
 
     sess.on_stream, sess.on_data, sess.on_reset = on_stream, on_data, lambda sid: None
     reader = threading.Thread(target=sess.serve, daemon=True)
@@ -190,9 +195,10 @@ def exec_spdy(read, write, docker_name, command, stdin, stderr, tty):
         finished.set()
 
     ex = Exec(docker_name, command, stdin, out, done)
-    state["exec"] = ex
-    for data, fin in state.pop("pending"):
-        on_data(streams["stdin"], data, fin)
+    with handoff:
+        for data, fin in state.pop("pending"):
+            deliver(ex, data, fin)
+        state["exec"] = ex
     while not finished.wait(0.5):
         if not reader.is_alive():  # the client went away
             ex.kill()
